@@ -1,0 +1,46 @@
+# HERO: every target that needs the Python environment depends on `install`.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: help install test verify lint verilog clean
+
+help:
+	@echo "make install   verilator (apt-get, if missing) + .venv with the pinned Python toolchain"
+	@echo "make test      lint + the whole pytest suite (unit tests, cocotb/Verilator RTL checks)"
+	@echo "make verify    the RTL checks only (WAVES=1 also writes a waveform per test)"
+	@echo "make lint      ruff"
+	@echo "make verilog   default MLP engine Verilog into build/verilog/"
+	@echo "make clean     remove build outputs (keeps .venv)"
+
+install: $(STAMP)
+	@command -v verilator >/dev/null || { echo "verilator missing: installing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq verilator; }
+
+# Torch is installed first, pinned, so that pip never pulls the CUDA build's dependencies.
+$(STAMP): pyproject.toml
+	@command -v verilator >/dev/null || { echo "verilator missing: installing with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq verilator; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e .
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+verify: install
+	$(PY) -m pytest -m verilator $(PYTEST_ARGS)
+
+verilog: install
+	$(PY) -m rtl.gen mlp-engine -o build/verilog/
+
+clean:
+	rm -rf build .pytest_cache

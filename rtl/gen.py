@@ -1,0 +1,106 @@
+"""Write standalone Verilog for FPGA trials.
+
+    python -m rtl.gen mlp-engine --rows 8 --cols 8 --max-wbits 8 -o build/verilog/ [--lint]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hero.intarith import ACC_BITS, MAX_WBITS
+
+from .mlp_engine import MLPEngine
+
+#: Verilator warnings that Amaranth's output raises by construction: width-extending assigns,
+#: and one `casez` per FSM-driven signal listing only the states that drive it (the default
+#: assignment before the case covers the rest). Waived inside the file, so a plain
+#: `verilator --lint-only` accepts it; every other warning stays on.
+VERILATOR_WAIVERS = ("WIDTH", "CASEINCOMPLETE")
+
+
+def mlp_engine(rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS, acc_bits: int = ACC_BITS) -> MLPEngine:
+    return MLPEngine(rows=rows, cols=cols, max_wbits=max_wbits, acc_bits=acc_bits)
+
+
+def to_verilog(component, name: str) -> str:
+    header = "".join(f"/* verilator lint_off {w} */\n" for w in VERILATOR_WAIVERS)
+    return header + verilog.convert(component, name=name, emit_src=False)
+
+
+def write_verilog(component, name: str, out_dir: str | os.PathLike) -> Path:
+    """Convert `component` to `out_dir/name.v`, written atomically; returns the path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = to_verilog(component, name)
+    path = out_dir / f"{name}.v"
+    with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False, suffix=".tmp") as f:
+        f.write(text)
+    os.replace(f.name, path)
+    return path
+
+
+def verilator_lint(path: Path, top: str) -> subprocess.CompletedProcess:
+    if shutil.which("verilator") is None:
+        raise RuntimeError("verilator is not installed: run `make install`")
+    return subprocess.run(["verilator", "--lint-only", "--top-module", top, str(path)],
+                           capture_output=True, text=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rtl.gen", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="block", required=True, metavar="BLOCK")
+    m = sub.add_parser("mlp-engine", help="bit-serial PE array with control and requantizers")
+    m.add_argument("--rows", type=int, default=8, help="PE rows R (samples per tile), default 8")
+    m.add_argument("--cols", type=int, default=8, help="PE columns C (outputs per tile), default 8")
+    m.add_argument("--max-wbits", type=int, default=MAX_WBITS, help="widest weight, default 8")
+    m.add_argument("--acc-bits", type=int, default=ACC_BITS, help="accumulator width, default 32")
+    for s in (m,):
+        s.add_argument("-o", "--out", default="build/verilog", help="output folder, default build/verilog")
+        s.add_argument("--name", default=None, help="top module and file name (default: the block's)")
+        s.add_argument("--lint", action="store_true", help="run verilator --lint-only on the result")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    flags = {"rows": "--rows", "cols": "--cols", "max_wbits": "--max-wbits", "acc_bits": "--acc-bits"}
+    try:
+        if args.block == "mlp-engine":
+            name = args.name or "mlp_engine"
+            component = mlp_engine(args.rows, args.cols, args.max_wbits, args.acc_bits)
+    except ValueError as e:
+        msg = str(e)
+        for attr, flag in flags.items():
+            if msg.startswith(attr + " ") or msg.startswith(attr + "="):
+                msg = f"{flag}: {msg}"
+                break
+        parser.error(msg)
+    if not name.isidentifier():
+        parser.error(f"--name must be a Verilog identifier, got {name!r}")
+    try:
+        path = write_verilog(component, name, args.out)
+    except OSError as e:
+        parser.error(f"-o {args.out}: cannot write there ({e.strerror})")
+    print(f"wrote {path}")
+    if args.lint:
+        res = verilator_lint(path, name)
+        if res.returncode:
+            sys.stderr.write(res.stdout + res.stderr)
+            print(f"verilator --lint-only: FAILED on {path}", file=sys.stderr)
+            return 1
+        print("verilator --lint-only: clean")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

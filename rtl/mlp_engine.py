@@ -1,0 +1,171 @@
+"""MLPEngine: the bit-serial PE array with its control, operand/result streams and requantizers."""
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hero.intarith import ACC_BITS, ACT_BITS, MAX_WBITS, MIN_WBITS, REQ_MULT_BITS, REQ_SHIFT_BITS
+
+from .bitserial_pe import check_pe_params
+from .pe_array import PEArray, check_array_params
+from .requantizer import Requantizer
+
+K_BITS = 16  # width of the `k` port: tiles reduce over 1 .. 65535 terms
+COUNTER_BITS = 32
+
+
+def operand_layout(rows: int, cols: int, act_bits: int) -> data.StructLayout:
+    """One beat: the activation column X[:, k] (raw act_bits lanes) and bit plane j of W[k, :]."""
+    return data.StructLayout({"x": data.ArrayLayout(act_bits, rows), "w": cols})
+
+
+def result_layout(rows: int, cols: int, act_bits: int, acc_bits: int) -> data.StructLayout:
+    """One drained row: its index, the raw accumulators and their requantized activations."""
+    return data.StructLayout({
+        "row": max(1, (rows - 1).bit_length()),
+        "acc": data.ArrayLayout(signed(acc_bits), cols),
+        "q": data.ArrayLayout(act_bits, cols),
+    })
+
+
+class MLPEngine(wiring.Component):
+    """Computes one output tile Y[R x C] = X[R x K] . W[K x C] per start, weights bit-serial.
+
+    Protocol (docs/mlp_engine.md):
+    - In IDLE, `start` latches the configuration ports (k, wbits, act_signed, rq_*). An invalid
+      configuration (k = 0, wbits outside 2..max_wbits, rq_out_bits outside 2..act_bits or
+      rq_mult = 0) is refused and raises `error` until the next accepted start.
+    - FEED takes k * wbits beats from `operand`: for k in 0..K-1, for bit j from the MSB down,
+      {x: X[:, k], w: bit j of W[k, :]}. A missing beat stalls the whole array.
+    - FLUSH runs the array R + C - 2 more cycles, until the last beat has left the skew.
+    - DRAIN sends R rows on `result`, honouring back-pressure; `done` pulses in the next cycle.
+    `cycles` counts the tile's cycles from the accepted start to the last row sent;
+    `stall_cycles` counts those lost to a missing operand or a refused result.
+    Without stalls cycles = k * wbits + 2R + C - 1 (sim_py.mlp_engine.cycles_per_tile).
+    """
+
+    def __init__(self, *, rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS,
+                 act_bits: int = ACT_BITS, acc_bits: int = ACC_BITS):
+        check_array_params(rows, cols)
+        check_pe_params(act_bits, max_wbits, acc_bits)
+        self.rows, self.cols = rows, cols
+        self.max_wbits, self.act_bits, self.acc_bits = max_wbits, act_bits, acc_bits
+        super().__init__({
+            "start": In(1),
+            "k": In(unsigned(K_BITS)),
+            "wbits": In(range(max_wbits + 1)),
+            "act_signed": In(1),
+            "rq_mult": In(unsigned(REQ_MULT_BITS)),
+            "rq_shift": In(unsigned(REQ_SHIFT_BITS)),
+            "rq_relu": In(1),
+            "rq_out_bits": In(range(act_bits + 1)),
+            "operand": In(stream.Signature(operand_layout(rows, cols, act_bits))),
+            "result": Out(stream.Signature(result_layout(rows, cols, act_bits, acc_bits))),
+            "busy": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "cycles": Out(COUNTER_BITS),
+            "stall_cycles": Out(COUNTER_BITS),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self.rows, self.cols
+        m.submodules.array = array = PEArray(rows=rows, cols=cols, act_bits=self.act_bits,
+                                             max_wbits=self.max_wbits, acc_bits=self.acc_bits)
+
+        # Configuration latched at start.
+        k = Signal.like(self.k)
+        wbits = Signal.like(self.wbits)
+        act_signed = Signal()
+        rq_mult = Signal.like(self.rq_mult)
+        rq_shift = Signal.like(self.rq_shift)
+        rq_relu = Signal()
+        rq_out_bits = Signal.like(self.rq_out_bits)
+
+        k_idx = Signal.like(self.k)
+        bit_idx = Signal.like(self.wbits)
+        flush_left = Signal(range(max(array.skew, 1) + 1))
+        row = Signal.like(self.result.payload.row)
+
+        config_ok = ((self.k != 0) & (self.wbits >= MIN_WBITS) & (self.wbits <= self.max_wbits)
+                     & (self.rq_out_bits >= 2) & (self.rq_out_bits <= self.act_bits) & (self.rq_mult != 0))
+
+        # Operand path: extend each activation lane by the tile's signedness.
+        for r in range(rows):
+            lane = self.operand.payload.x[r]
+            m.d.comb += array.x[r].eq(Mux(act_signed, lane.as_signed(), lane.as_unsigned()))
+        m.d.comb += array.w.eq(self.operand.payload.w)
+
+        # Result path: the drained row through one requantizer per column.
+        acc_row = array.acc[row]
+        for c in range(cols):
+            rq = Requantizer(acc_bits=self.acc_bits, act_bits=self.act_bits)
+            m.submodules[f"requant_{c}"] = rq
+            m.d.comb += [
+                rq.acc.eq(acc_row[c]),
+                rq.mult.eq(rq_mult),
+                rq.shift.eq(rq_shift),
+                rq.relu.eq(rq_relu),
+                rq.out_bits.eq(rq_out_bits),
+                self.result.payload.acc[c].eq(acc_row[c]),
+                self.result.payload.q[c].eq(rq.q),
+            ]
+        m.d.comb += self.result.payload.row.eq(row)
+
+        m.d.sync += self.done.eq(0)
+        after_feed = "FLUSH" if array.skew else "DRAIN"
+        with m.FSM(name="ctrl") as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    with m.If(config_ok):
+                        m.d.sync += [
+                            k.eq(self.k), wbits.eq(self.wbits), act_signed.eq(self.act_signed),
+                            rq_mult.eq(self.rq_mult), rq_shift.eq(self.rq_shift),
+                            rq_relu.eq(self.rq_relu), rq_out_bits.eq(self.rq_out_bits),
+                            k_idx.eq(0), bit_idx.eq(0), row.eq(0),
+                            self.cycles.eq(1), self.stall_cycles.eq(0), self.error.eq(0),
+                        ]
+                        m.next = "FEED"
+                    with m.Else():
+                        m.d.sync += self.error.eq(1)
+
+            with m.State("FEED"):
+                last_bit = bit_idx == wbits - 1
+                m.d.comb += [
+                    self.operand.ready.eq(1),
+                    array.en.eq(self.operand.valid),
+                    array.flags.valid.eq(self.operand.valid),
+                    array.flags.first.eq(bit_idx == 0),
+                    array.flags.last.eq(last_bit),
+                    array.flags.clear.eq(k_idx == 0),
+                ]
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If(~self.operand.valid):
+                    m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+                with m.Elif(~last_bit):
+                    m.d.sync += bit_idx.eq(bit_idx + 1)
+                with m.Else():
+                    m.d.sync += [bit_idx.eq(0), k_idx.eq(k_idx + 1), flush_left.eq(array.skew)]
+                    with m.If(k_idx == k - 1):
+                        m.next = after_feed
+
+            with m.State("FLUSH"):
+                m.d.comb += array.en.eq(1)
+                m.d.sync += [self.cycles.eq(self.cycles + 1), flush_left.eq(flush_left - 1)]
+                with m.If(flush_left == 1):
+                    m.next = "DRAIN"
+
+            with m.State("DRAIN"):
+                m.d.comb += self.result.valid.eq(1)
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If(~self.result.ready):
+                    m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+                with m.Elif(row == rows - 1):
+                    m.d.sync += [row.eq(0), self.done.eq(1)]
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += row.eq(row + 1)
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
+        return m
