@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install test verify lint verilog clean
+.PHONY: help install test verify lint verilog bench search clean
 
 help:
 	@echo "make install   verilator (apt-get, if missing) + .venv with the pinned Python toolchain"
@@ -14,6 +14,8 @@ help:
 	@echo "make verify    the RTL checks only (WAVES=1 also writes a waveform per test)"
 	@echo "make lint      ruff"
 	@echo "make verilog   default MLP engine Verilog into build/verilog/"
+	@echo "make bench     the benchmarks (python -m bench.NAME)"
+	@echo "make search    the main job (python -m hero.search --hw rtl_calibrated)"
 	@echo "make clean     remove build outputs (keeps .venv)"
 
 install: $(STAMP)
@@ -41,6 +43,13 @@ verify: install
 
 verilog: install
 	$(PY) -m rtl.gen mlp-engine -o build/verilog/
+
+bench: install
+	$(PY) -m bench.mlp_engine
+
+search: install
+	@if $(PY) -c "import hero.search" 2>/dev/null; then $(PY) -m hero.search --hw rtl_calibrated; \
+	else echo "make search: hero.search is not built yet (see README.md, Status)"; exit 1; fi
 
 clean:
 	rm -rf build .pytest_cache

@@ -6,13 +6,14 @@ from amaranth.lib.wiring import In, Out
 
 from hero.intarith import ACC_BITS, ACT_BITS, MAX_WBITS, MIN_WBITS
 
+from .params import check_int, rejecting
+
 
 def check_pe_params(act_bits: int, max_wbits: int, acc_bits: int) -> None:
     """Raise ValueError naming the parameter that is out of range."""
-    for name, value, lo, hi in (("act_bits", act_bits, 2, 16), ("max_wbits", max_wbits, MIN_WBITS, 16),
-                                ("acc_bits", acc_bits, 16, 62)):
-        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-            raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+    check_int("act_bits", act_bits, 2, 16)
+    check_int("max_wbits", max_wbits, MIN_WBITS, 16)
+    check_int("acc_bits", acc_bits, 16, 62)
     if acc_bits < act_bits + max_wbits + 1:
         raise ValueError(f"acc_bits={acc_bits} cannot hold one product of act_bits={act_bits} and "
                          f"max_wbits={max_wbits}: it must be at least {act_bits + max_wbits + 1}")
@@ -34,7 +35,8 @@ class BitSerialPE(wiring.Component):
     """
 
     def __init__(self, *, act_bits: int = ACT_BITS, max_wbits: int = MAX_WBITS, acc_bits: int = ACC_BITS):
-        check_pe_params(act_bits, max_wbits, acc_bits)
+        with rejecting(self):
+            check_pe_params(act_bits, max_wbits, acc_bits)
         self.act_bits, self.max_wbits, self.acc_bits = act_bits, max_wbits, acc_bits
         super().__init__({
             "en": In(1),

@@ -1,6 +1,7 @@
 """Write standalone Verilog for FPGA trials.
 
     python -m rtl.gen mlp-engine --rows 8 --cols 8 --max-wbits 8 -o build/verilog/ [--lint]
+    python -m rtl.gen heu --levels 16 --features 2 --log2t 14 --word-bits 32 -o build/verilog/ [--lint]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from amaranth.back import verilog
 
 from hero.intarith import ACC_BITS, MAX_WBITS
 
+from .heu import HEU
 from .mlp_engine import MLPEngine
 
 #: Verilator warnings that Amaranth's output raises by construction: width-extending assigns,
@@ -26,8 +28,14 @@ from .mlp_engine import MLPEngine
 VERILATOR_WAIVERS = ("WIDTH", "CASEINCOMPLETE")
 
 
-def mlp_engine(rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS, acc_bits: int = ACC_BITS) -> MLPEngine:
+def mlp_engine(rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS,
+               acc_bits: int = ACC_BITS) -> MLPEngine:
     return MLPEngine(rows=rows, cols=cols, max_wbits=max_wbits, acc_bits=acc_bits)
+
+
+def heu(levels: int = 16, features: int = 2, log2t: int = 14, word_bits: int = 32,
+        depth: int | None = None) -> HEU:
+    return HEU(levels=levels, features=features, log2t=log2t, word_bits=word_bits, depth=depth)
 
 
 def to_verilog(component, name: str) -> str:
@@ -63,7 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--cols", type=int, default=8, help="PE columns C (outputs per tile), default 8")
     m.add_argument("--max-wbits", type=int, default=MAX_WBITS, help="widest weight, default 8")
     m.add_argument("--acc-bits", type=int, default=ACC_BITS, help="accumulator width, default 32")
-    for s in (m,):
+    h = sub.add_parser("heu", help="hash encoding unit: multi-resolution hash grid, one lookup per cycle")
+    h.add_argument("--levels", type=int, default=16, help="grid levels L, default 16")
+    h.add_argument("--features", type=int, default=2, help="features per entry F, default 2")
+    h.add_argument("--log2t", type=int, default=14, help="log2 of the table size T per level, default 14")
+    h.add_argument("--word-bits", type=int, default=32, help="table memory word width W, default 32")
+    h.add_argument("--depth", type=int, default=None,
+                   help="table memory words (default: L levels of T 8-bit entries)")
+    for s in (m, h):
         s.add_argument("-o", "--out", default="build/verilog", help="output folder, default build/verilog")
         s.add_argument("--name", default=None, help="top module and file name (default: the block's)")
         s.add_argument("--lint", action="store_true", help="run verilator --lint-only on the result")
@@ -73,11 +88,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    flags = {"rows": "--rows", "cols": "--cols", "max_wbits": "--max-wbits", "acc_bits": "--acc-bits"}
+    flags = {"rows": "--rows", "cols": "--cols", "max_wbits": "--max-wbits", "acc_bits": "--acc-bits",
+             "levels": "--levels", "features": "--features", "log2t": "--log2t", "word_bits": "--word-bits",
+             "depth": "--depth"}
     try:
         if args.block == "mlp-engine":
             name = args.name or "mlp_engine"
             component = mlp_engine(args.rows, args.cols, args.max_wbits, args.acc_bits)
+        elif args.block == "heu":
+            name = args.name or "heu"
+            component = heu(args.levels, args.features, args.log2t, args.word_bits, args.depth)
     except ValueError as e:
         msg = str(e)
         for attr, flag in flags.items():

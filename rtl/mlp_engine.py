@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from hero.intarith import ACC_BITS, ACT_BITS, MAX_WBITS, MIN_WBITS, REQ_MULT_BITS, REQ_SHIFT_BITS
 
 from .bitserial_pe import check_pe_params
+from .params import rejecting
 from .pe_array import PEArray, check_array_params
 from .requantizer import Requantizer
 
@@ -46,8 +47,9 @@ class MLPEngine(wiring.Component):
 
     def __init__(self, *, rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS,
                  act_bits: int = ACT_BITS, acc_bits: int = ACC_BITS):
-        check_array_params(rows, cols)
-        check_pe_params(act_bits, max_wbits, acc_bits)
+        with rejecting(self):
+            check_array_params(rows, cols)
+            check_pe_params(act_bits, max_wbits, acc_bits)
         self.rows, self.cols = rows, cols
         self.max_wbits, self.act_bits, self.acc_bits = max_wbits, act_bits, acc_bits
         super().__init__({

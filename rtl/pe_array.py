@@ -7,15 +7,15 @@ from amaranth.lib.wiring import In, Out
 from hero.intarith import ACC_BITS, ACT_BITS, MAX_WBITS
 
 from .bitserial_pe import BitSerialPE, check_pe_params
+from .params import check_int, rejecting
 
 #: Control flags that travel with each weight bit.
 BEAT_FLAGS = data.StructLayout({"valid": 1, "first": 1, "last": 1, "clear": 1})
 
 
 def check_array_params(rows: int, cols: int) -> None:
-    for name, value in (("rows", rows), ("cols", cols)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
-            raise ValueError(f"{name} must be an integer in 1..64, got {value!r}")
+    check_int("rows", rows, 1, 64)
+    check_int("cols", cols, 1, 64)
 
 
 class PEArray(wiring.Component):
@@ -31,8 +31,9 @@ class PEArray(wiring.Component):
 
     def __init__(self, *, rows: int, cols: int, act_bits: int = ACT_BITS, max_wbits: int = MAX_WBITS,
                  acc_bits: int = ACC_BITS):
-        check_array_params(rows, cols)
-        check_pe_params(act_bits, max_wbits, acc_bits)
+        with rejecting(self):
+            check_array_params(rows, cols)
+            check_pe_params(act_bits, max_wbits, acc_bits)
         self.rows, self.cols = rows, cols
         self.act_bits, self.max_wbits, self.acc_bits = act_bits, max_wbits, acc_bits
         super().__init__({

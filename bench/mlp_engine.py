@@ -1,0 +1,74 @@
+"""Measured MLP-engine cycles per tile against (K, weight bits), under Verilator.
+
+    python -m bench.mlp_engine [--rows 8 --cols 8 --max-wbits 8]
+
+Every figure is read from the RTL's cycle counter (cocotb driving the Verilator model) and compared
+with sim_py.mlp_engine.cycles_per_tile. Simulation speed is engine cycles per second of wall time
+with cocotb driving every cycle from Python (the way the tests and calibration run it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from rtl.gen import mlp_engine
+from sim_py.mlp_engine import cycles_per_tile
+from verif import sim
+
+KS = (1, 16, 64, 256, 1024)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.mlp_engine", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=8)
+    ap.add_argument("--cols", type=int, default=8)
+    ap.add_argument("--max-wbits", type=int, default=8)
+    a = ap.parse_args(argv)
+    try:
+        build = sim.build(mlp_engine(a.rows, a.cols, a.max_wbits), "mlp_engine", waves=False)
+    except ValueError as e:
+        ap.error(str(e))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sweep.json"
+        params = {"rows": a.rows, "cols": a.cols, "max_wbits": a.max_wbits, "acc_bits": 32, "seed": 3,
+                  "ks": list(KS), "out": str(out)}
+        sim.run(build, "verif.tb_mlp_engine", "cycle_sweep", params)
+        report = json.loads(out.read_text())
+    rows, free = report["tiles"], report["free_running"]
+
+    wbits_list = sorted({r["wbits"] for r in rows})
+    by = {(r["k"], r["wbits"]): r for r in rows}
+    print(f"MLP engine {a.rows}x{a.cols}, max {a.max_wbits} weight bits: measured cycles per tile "
+          f"(Verilator); '=' marks agreement with cycles_per_tile = K*b + 2R + C - 1")
+    print("K \\ bits " + "".join(f"{b:>9}" for b in wbits_list))
+    mismatches = 0
+    for k in KS:
+        cells = []
+        for b in wbits_list:
+            r = by[(k, b)]
+            ok = r["cycles"] == r["period"] == cycles_per_tile(k, b, a.rows, a.cols)
+            mismatches += not ok
+            cells.append(f"{r['cycles']:>8}{'=' if ok else '!'}")
+        print(f"{k:>9} " + "".join(cells))
+    total_cycles = sum(r["cycles"] for r in rows)
+    total_seconds = sum(r["seconds"] for r in rows)
+    speed = total_cycles / total_seconds
+    macs_per_cycle_k1024 = a.rows * a.cols * 1024 / by[(1024, 8)]["cycles"] if 8 in wbits_list else 0.0
+    raw = free["cycles"] / free["seconds"]
+    print(f"\nsimulation speed, cocotb driving and checking every cycle: {speed:,.0f} cycles/s "
+          f"({total_cycles} cycles in {total_seconds:.2f} s)")
+    print(f"simulation speed, free-running Verilator (one K={free['k']} tile, no Python per cycle): "
+          f"{raw:,.0f} cycles/s ({free['cycles']} cycles in {free['seconds']:.2f} s)")
+    print(f"formula mismatches: {mismatches} of {len(rows)} tiles")
+    print(f"cycles_k64_w8={by[(64, 8)]['cycles'] if 8 in wbits_list else 0} "
+          f"cycles_k64_w2={by[(64, 2)]['cycles']} macs_per_cycle_k1024_w8={macs_per_cycle_k1024:.2f} "
+          f"formula_mismatches={mismatches} cocotb_cycles_per_s={speed:.0f} verilator_cycles_per_s={raw:.0f}")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

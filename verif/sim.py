@@ -1,0 +1,85 @@
+"""Build Amaranth components into Verilator simulators and run cocotb testbenches on them.
+
+Builds are cached under build/sim/ by a hash of the Verilog and the build flags, so one build
+serves every test of a configuration. With WAVES=1 the simulator is built with tracing and each
+test writes build/waves/<toplevel>-<test>.vcd.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtl.gen import to_verilog
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_ROOT = ROOT / "build" / "sim"
+WAVES_ROOT = ROOT / "build" / "waves"
+PARAMS_ENV = "HERO_TB_PARAMS"
+
+
+def waves_enabled() -> bool:
+    return os.environ.get("WAVES", "0") not in ("", "0")
+
+
+def verilator_version() -> str:
+    if shutil.which("verilator") is None:
+        raise RuntimeError("verilator is not installed: run `make install`")
+    return subprocess.run(["verilator", "--version"], capture_output=True, text=True).stdout.strip()
+
+
+@dataclass(frozen=True)
+class VerilatorBuild:
+    build_dir: Path
+    toplevel: str
+    waves: bool
+
+
+def build(component, toplevel: str, waves: bool | None = None) -> VerilatorBuild:
+    """Verilate `component` as module `toplevel`, reusing an identical earlier build."""
+    from cocotb.runner import get_runner  # noqa: I001
+
+    waves = waves_enabled() if waves is None else waves
+    text = to_verilog(component, toplevel)
+    key = hashlib.sha256(f"{verilator_version()}|waves={waves}|{text}".encode()).hexdigest()[:16]
+    build_dir = BUILD_ROOT / f"{toplevel}-{key}"
+    done = build_dir / ".built"
+    if not done.exists():
+        src = build_dir / f"{toplevel}.v"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        src.write_text(text)
+        get_runner("verilator").build(
+            verilog_sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, waves=waves,
+            build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"], always=True,
+        )
+        done.touch()
+    return VerilatorBuild(build_dir, toplevel, waves)
+
+
+def run(sim: VerilatorBuild, test_module: str, testcase: str, params: dict, seed: int = 1) -> None:
+    """Run one cocotb test case on a build; raise AssertionError unless it ran and passed."""
+    from cocotb.runner import get_results, get_runner
+
+    test_dir = sim.build_dir / "runs" / testcase
+    test_args = []
+    if sim.waves:
+        WAVES_ROOT.mkdir(parents=True, exist_ok=True)
+        test_args = ["--trace-file", str(WAVES_ROOT / f"{sim.toplevel}-{testcase}.vcd")]
+    results = get_runner("verilator").test(
+        test_module=test_module, hdl_toplevel=sim.toplevel, build_dir=sim.build_dir, test_dir=test_dir,
+        hdl_toplevel_lang="verilog", testcase=testcase, seed=seed, waves=sim.waves, test_args=test_args,
+        extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": str(ROOT)},
+    )
+    n_tests, n_failed = get_results(results)
+    assert n_tests >= 1, f"cocotb ran no test named {testcase!r} in {test_module}"
+    assert n_failed == 0, f"{n_failed} cocotb test(s) failed; see {results}"
+
+
+def tb_params() -> dict:
+    """Inside a cocotb testbench: the parameters the pytest side passed."""
+    return json.loads(os.environ[PARAMS_ENV])

@@ -1,0 +1,300 @@
+"""cocotb testbench for rtl.mlp_engine.MLPEngine, run under Verilator by tests/test_mlp_engine_rtl.py.
+
+Every tile is checked bit for bit against verif.mlp_engine_ref (hero.intarith), and its cycle
+count against sim_py.mlp_engine.cycles_per_tile.
+"""
+
+from __future__ import annotations
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from hero import intarith as ia
+from rtl.mlp_engine import operand_layout, result_layout
+from sim_py.mlp_engine import cycles_per_tile
+from verif.mlp_engine_ref import Tile, random_tile
+from verif.sim import tb_params
+
+
+class EngineHarness:
+    """Drives the engine's ports cycle by cycle and collects what it returns."""
+
+    def __init__(self, dut, seed: int):
+        p = tb_params()
+        self.dut = dut
+        self.rows, self.cols, self.max_wbits = p["rows"], p["cols"], p["max_wbits"]
+        self.operand_layout = operand_layout(self.rows, self.cols, ia.ACT_BITS)
+        self.result_layout = result_layout(self.rows, self.cols, ia.ACT_BITS, p["acc_bits"])
+        self.rng = np.random.default_rng(seed)
+        self.edges = 0  # rising edges seen since start()
+        self.pending = None  # (tile, stalled) whose done and cycle count are not yet checked
+        self.log = dut._log
+
+    async def start(self):
+        cocotb.start_soon(Clock(self.dut.clk, 10, units="ns").start())
+        for name in ("start", "operand__valid", "result__ready", "rst"):
+            getattr(self.dut, name).value = 0
+        await self.reset()
+
+    async def tick(self):
+        await RisingEdge(self.dut.clk)
+        self.edges += 1
+
+    async def reset(self, cycles: int = 2):
+        self.dut.rst.value = 1
+        for _ in range(cycles):
+            await self.tick()
+        self.dut.rst.value = 0
+        await self.tick()
+
+    def configure(self, tile: Tile, k: int | None = None, wbits: int | None = None):
+        d = self.dut
+        d.k.value = tile.k if k is None else k
+        d.wbits.value = tile.wbits if wbits is None else wbits
+        d.act_signed.value = int(tile.act_signed)
+        d.rq_mult.value = tile.rq.mult
+        d.rq_shift.value = tile.rq.shift
+        d.rq_relu.value = int(tile.rq.relu)
+        d.rq_out_bits.value = tile.rq.out_bits
+
+    def tile(self, k: int, wbits: int, **kw) -> Tile:
+        return random_tile(self.rng, self.rows, self.cols, k, wbits, **kw)
+
+    async def run_tile(self, tile: Tile, p_valid: float = 1.0, p_ready: float = 1.0,
+                       abort_after_beats: int | None = None):
+        """Start `tile`, feed it, drain it. Returns the rows, or None when aborted for a reset.
+
+        The call starts in a cycle where the engine is idle and returns in the cycle after the
+        last row's handshake, where `done` must be high, so consecutive calls run back to back.
+        """
+        d = self.dut
+        self.configure(tile)
+        d.start.value = 1
+        await ReadOnly()
+        await self.check_done()
+        assert d.busy.value == 0, "engine busy when a tile was started"
+        await self.tick()
+        d.start.value = 0
+        beats = [self.operand_layout.const({"x": x, "w": w}).as_bits() for x, w in tile.beats()]
+        fed, rows, held = 0, [], None
+        while len(rows) < self.rows:
+            offer = fed < len(beats) and self.rng.random() < p_valid
+            d.operand__valid.value = int(offer)
+            if offer:
+                d.operand__payload.value = beats[fed]
+            d.result__ready.value = int(self.rng.random() < p_ready)
+            await ReadOnly()
+            assert d.done.value == 0, "done while the tile was still running"
+            if offer and d.operand__ready.value:
+                fed += 1
+            if d.result__valid.value:
+                payload = d.result__payload.value.integer
+                assert held is None or payload == held, "result payload changed while waiting for ready"
+                if d.result__ready.value:
+                    rows.append(self.result_layout.from_bits(payload))
+                    held = None
+                else:
+                    held = payload
+            await self.tick()
+            if abort_after_beats is not None and fed >= abort_after_beats:
+                d.operand__valid.value = 0
+                return None
+        d.operand__valid.value = 0
+        d.result__ready.value = 0
+        self.check(tile, rows)
+        self.pending = (tile, p_valid < 1 or p_ready < 1)  # checked in this cycle's read phase
+        return rows
+
+    async def check_done(self):
+        """In the read phase of the cycle after a tile: `done` pulses and the engine is idle."""
+        if self.pending is None:
+            return
+        tile, stalled = self.pending
+        self.pending = None
+        d = self.dut
+        assert d.done.value == 1, "done did not pulse after the last row"
+        assert d.busy.value == 0, "engine still busy after done"
+        expected = cycles_per_tile(tile.k, tile.wbits, self.rows, self.cols)
+        cycles, stalls = int(d.cycles.value), int(d.stall_cycles.value)
+        assert stalled or stalls == 0, f"{stalls} stall cycles with no stall offered"
+        assert cycles == expected + stalls, (f"K={tile.k} wbits={tile.wbits}: {cycles} cycles, "
+                                             f"formula {expected} + {stalls} stalls")
+
+    async def finish(self):
+        await ReadOnly()
+        await self.check_done()
+        await self.tick()
+
+    def check(self, tile: Tile, rows):
+        assert [int(r.row) for r in rows] == list(range(self.rows)), "rows drained out of order"
+        acc = np.array([[int(r.acc[c]) for c in range(self.cols)] for r in rows])
+        q = np.array([[int(r.q[c]) for c in range(self.cols)] for r in rows])
+        np.testing.assert_array_equal(acc, tile.expected_acc(), err_msg=f"acc mismatch (K={tile.k}, "
+                                      f"wbits={tile.wbits}, signed={tile.act_signed})")
+        np.testing.assert_array_equal(q, tile.expected_q(), err_msg=f"requantized mismatch ({tile.rq})")
+
+
+async def harness(dut) -> EngineHarness:
+    h = EngineHarness(dut, seed=tb_params().get("seed", 1))
+    await h.start()
+    return h
+
+
+@cocotb.test()
+async def random_tiles_every_wbits(dut):
+    """Random tiles at every weight width, unsigned and signed activations."""
+    h = await harness(dut)
+    for wbits in range(ia.MIN_WBITS, h.max_wbits + 1):
+        for act_signed in (False, True):
+            await h.run_tile(h.tile(int(h.rng.integers(1, 40)), wbits, act_signed=act_signed))
+    await h.finish()
+
+
+@cocotb.test()
+async def k_sweep(dut):
+    """Reduction lengths from 1 to several hundred."""
+    h = await harness(dut)
+    for k in (1, 2, 3, 5, 8, 17, 64, 127, 128, 255, 300, 513):
+        wbits = int(h.rng.integers(ia.MIN_WBITS, h.max_wbits + 1))
+        await h.run_tile(h.tile(k, wbits, act_signed=bool(k % 2)))
+    await h.finish()
+
+
+@cocotb.test()
+async def extreme_values(dut):
+    """Most negative weights, largest activations, and a long K at the worst-case sum."""
+    h = await harness(dut)
+    wmax = h.max_wbits
+    for act_signed in (False, True):
+        for wbits in (ia.MIN_WBITS, wmax):
+            await h.run_tile(h.tile(33, wbits, act_signed=act_signed, extremes=True))
+    # Every product at its largest magnitude, K long: the accumulator's worst case.
+    k = 2048
+    act = ia.act_format(ia.ACT_BITS, signed=False)
+    wf = ia.weight_format(wmax)
+    x = np.full((h.rows, k), act.max)
+    w = np.full((k, h.cols), wf.min)
+    tile = Tile(x, w, wmax, False, ia.Requant(1, 0, relu=False, out_bits=8))
+    rows = await h.run_tile(tile)
+    assert int(rows[0].acc[0]) == k * act.max * wf.min
+    await h.finish()
+
+
+@cocotb.test()
+async def back_to_back(dut):
+    """Tiles started in the cycle `done` pulses: no gap, period = cycles_per_tile."""
+    h = await harness(dut)
+    for i in range(6):
+        tile = h.tile(int(h.rng.integers(1, 20)), int(h.rng.integers(2, h.max_wbits + 1)),
+                      act_signed=bool(i % 2))
+        before = h.edges
+        await h.run_tile(tile)
+        period = h.edges - before
+        assert period == cycles_per_tile(tile.k, tile.wbits, h.rows, h.cols), f"tile period {period}"
+    await h.finish()
+
+
+@cocotb.test()
+async def stalls(dut):
+    """Missing operands and refused results: exact results, cycles = formula + stall_cycles."""
+    h = await harness(dut)
+    for p_valid, p_ready in ((0.5, 1.0), (1.0, 0.3), (0.6, 0.5)):
+        for _ in range(3):
+            tile = h.tile(int(h.rng.integers(1, 24)), int(h.rng.integers(2, h.max_wbits + 1)))
+            await h.run_tile(tile, p_valid=p_valid, p_ready=p_ready)
+    await h.finish()
+
+
+@cocotb.test()
+async def reset_mid_operation(dut):
+    """A reset while feeding returns the engine to idle; the next tile is exact."""
+    h = await harness(dut)
+    d = dut
+    for abort in (1, 7):
+        tile = h.tile(6, min(5, h.max_wbits))
+        assert await h.run_tile(tile, abort_after_beats=abort) is None
+        await ReadOnly()
+        assert d.busy.value == 1
+        await h.tick()
+        await h.reset(cycles=1)
+        await ReadOnly()
+        assert d.busy.value == 0 and d.cycles.value == 0 and d.result__valid.value == 0
+        assert d.operand__ready.value == 0
+        await h.tick()
+        await h.run_tile(h.tile(9, min(3, h.max_wbits), act_signed=True))
+        await h.finish()
+
+
+@cocotb.test()
+async def invalid_config_refused(dut):
+    """k = 0 or a weight width outside 2..max_wbits is refused and flagged on `error`."""
+    h = await harness(dut)
+    d = dut
+    good = h.tile(4, min(4, h.max_wbits))
+    for k, wbits in ((0, good.wbits), (4, 1), (4, h.max_wbits + 1) if h.max_wbits < 15 else (4, 0)):
+        h.configure(good, k=k, wbits=wbits)
+        d.start.value = 1
+        await h.tick()
+        d.start.value = 0
+        await ReadOnly()
+        assert d.error.value == 1 and d.busy.value == 0, f"k={k} wbits={wbits} was not refused"
+        await h.tick()
+    await h.run_tile(good)
+    await ReadOnly()
+    assert d.error.value == 0, "error not cleared by an accepted start"
+    await h.check_done()
+
+
+@cocotb.test()
+async def cycle_sweep(dut):
+    """bench.mlp_engine: measured cycles per tile over (K, wbits), and simulation speed."""
+    import json
+    import time
+
+    h = await harness(dut)
+    p = tb_params()
+    rows = []
+    for k in p["ks"]:
+        for wbits in range(ia.MIN_WBITS, h.max_wbits + 1):
+            tile = h.tile(k, wbits)
+            before, t0 = h.edges, time.perf_counter()
+            await h.run_tile(tile)
+            rows.append({"k": k, "wbits": wbits, "period": h.edges - before,
+                         "seconds": time.perf_counter() - t0})
+            await ReadOnly()
+            rows[-1]["cycles"] = int(dut.cycles.value)
+            await h.check_done()
+            await h.tick()
+    free = await free_running_tile(h, k=p.get("free_k", 32768))
+    with open(p["out"], "w") as f:
+        json.dump({"tiles": rows, "free_running": free}, f)
+
+
+async def free_running_tile(h: EngineHarness, k: int) -> dict:
+    """One long tile with a constant operand and no Python per cycle: raw Verilator speed."""
+    import time
+
+    d = h.dut
+    wbits, x, w = h.max_wbits, 3, -5
+    tile = Tile(np.full((h.rows, k), x), np.full((k, h.cols), w), wbits, False, ia.Requant(1, 0, False, 8))
+    beat = tile.beats()[0]
+    h.configure(tile)
+    d.start.value = 1
+    await h.tick()
+    d.start.value = 0
+    d.operand__payload.value = h.operand_layout.const({"x": beat[0], "w": beat[1]}).as_bits()
+    d.operand__valid.value = 1
+    d.result__ready.value = 1
+    t0 = time.perf_counter()
+    await RisingEdge(d.done)
+    seconds = time.perf_counter() - t0
+    await ReadOnly()
+    cycles = int(d.cycles.value)
+    acc00 = int(h.result_layout.from_bits(d.result__payload.value.integer).acc[0])
+    # The constant beat repeats bit plane 0 (the sign plane) for every bit position, so each
+    # weight reads as the wbits-bit pattern of all sign bits: -1 when w < 0.
+    assert acc00 == k * x * (-1 if w < 0 else 0), acc00
+    await RisingEdge(d.clk)
+    return {"k": k, "wbits": wbits, "cycles": cycles, "seconds": seconds}
