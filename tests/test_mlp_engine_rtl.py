@@ -32,3 +32,11 @@ def test_verilog_passes_verilator_lint(tmp_path, config):
     path = write_verilog(mlp_engine(rows, cols, max_wbits), "mlp_engine", tmp_path)
     res = verilator_lint(path, "mlp_engine")
     assert res.returncode == 0, res.stderr
+
+
+def test_native_verilator_driver_counts_and_computes_exactly():
+    """bench.mlp_engine's C++ driver: its cycle count and result are checked inside native_speed."""
+    from bench.mlp_engine import native_speed
+
+    res = native_speed(3, 5, 6, k=64, tiles=3)
+    assert res["cycles"] == 3 * (64 * 6 + 2 * 3 + 5 - 1)

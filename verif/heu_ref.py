@@ -19,6 +19,7 @@ class HeuSetup:
     log2t: int
     features: int
     word_bits: int
+    ratios: list[float]  # per level, the real table-LSB-to-output-LSB factor its requant approximates
 
     def config_records(self) -> list[dict]:
         """One `config` record per level, as the HEU's config_layout fields."""
@@ -61,7 +62,7 @@ def random_setup(rng: np.random.Generator, levels: int, features: int, log2t: in
     for lv in lvls:
         wf = ia.weight_format(lv.bits)
         tables.append(rng.integers(wf.min, wf.max + 1, size=(lv.entries, features)).astype(np.int64))
-    return HeuSetup(lvls, tables, log2t, features, word_bits)
+    return HeuSetup(lvls, tables, log2t, features, word_bits, [ts / out_scale for ts in table_scales])
 
 
 def grid_line_positions(scale: int, limit: int = 4) -> np.ndarray:

@@ -82,8 +82,13 @@ class HeuHarness:
         d.table__valid.value = 0
         self.setup = setup
 
-    async def run_points(self, pos: np.ndarray, p_valid: float = 1.0, p_ready: float = 1.0) -> np.ndarray:
-        """Send the points, collect their results, check them bit for bit and the cycle counters."""
+    async def run_points(self, pos: np.ndarray, p_valid: float = 1.0, p_ready: float = 1.0,
+                         hold: int = 1) -> tuple[np.ndarray, int, int]:
+        """Send the points, collect their results, check them bit for bit and the cycle counters.
+
+        Each cycle a point is offered with probability p_valid and `ready` raised with probability
+        p_ready; once lowered, `ready` stays low for 1 to `hold` cycles (long refusals stop the
+        pipeline)."""
         d = self.dut
         n = len(pos)
         words = [self.point_layout.const(list(map(int, q))).as_bits() for q in pos]
@@ -91,7 +96,7 @@ class HeuHarness:
         await self.tick()
         d.clear.value = 0
         lane_mask, lanes = (1 << ia.ACT_BITS) - 1, self.L * self.F
-        fed, out, held, shown = 0, [], None, None
+        fed, out, held, shown, low_left = 0, [], None, None, 0
         t0, c0 = time.perf_counter(), self.edges
         while len(out) < n:
             offer = fed < n and (p_valid >= 1 or self.rng.random() < p_valid)
@@ -99,7 +104,14 @@ class HeuHarness:
             if offer and shown != fed:
                 d.point__payload.value = words[fed]
                 shown = fed
-            d.result__ready.value = int(p_ready >= 1 or self.rng.random() < p_ready)
+            if low_left:
+                low_left -= 1
+                ready = False
+            else:
+                ready = p_ready >= 1 or self.rng.random() < p_ready
+                if not ready:
+                    low_left = int(self.rng.integers(0, hold))
+            d.result__ready.value = int(ready)
             await ReadOnly()
             if offer and d.point__ready.value:
                 fed += 1
@@ -186,9 +198,9 @@ async def output_stalls(dut):
     """Refused results: exact results, payload held, cycles = formula + stall_cycles."""
     h = await harness(dut)
     await h.load(h.new_setup())
-    for p_ready in (0.5, 0.1, 0.9):
-        _, _, stalls = await h.run_points(random_points(h.rng, 10), p_ready=p_ready)
-        assert stalls > 0 or p_ready > 0.5, "no stall was exercised"
+    for p_ready, hold in ((0.5, 1), (0.9, 1), (0.7, 4 * 8 * h.L), (0.2, 3 * 8 * h.L)):
+        _, _, stalls = await h.run_points(random_points(h.rng, 10), p_ready=p_ready, hold=hold)
+        assert stalls > 0 or hold == 1, "no pipeline stall was exercised"
 
 
 @cocotb.test()

@@ -267,34 +267,5 @@ async def cycle_sweep(dut):
             rows[-1]["cycles"] = int(dut.cycles.value)
             await h.check_done()
             await h.tick()
-    free = await free_running_tile(h, k=p.get("free_k", 32768))
     with open(p["out"], "w") as f:
-        json.dump({"tiles": rows, "free_running": free}, f)
-
-
-async def free_running_tile(h: EngineHarness, k: int) -> dict:
-    """One long tile with a constant operand and no Python per cycle: raw Verilator speed."""
-    import time
-
-    d = h.dut
-    wbits, x, w = h.max_wbits, 3, -5
-    tile = Tile(np.full((h.rows, k), x), np.full((k, h.cols), w), wbits, False, ia.Requant(1, 0, False, 8))
-    beat = tile.beats()[0]
-    h.configure(tile)
-    d.start.value = 1
-    await h.tick()
-    d.start.value = 0
-    d.operand__payload.value = h.operand_layout.const({"x": beat[0], "w": beat[1]}).as_bits()
-    d.operand__valid.value = 1
-    d.result__ready.value = 1
-    t0 = time.perf_counter()
-    await RisingEdge(d.done)
-    seconds = time.perf_counter() - t0
-    await ReadOnly()
-    cycles = int(d.cycles.value)
-    acc00 = int(h.result_layout.from_bits(d.result__payload.value.integer).acc[0])
-    # The constant beat repeats bit plane 0 (the sign plane) for every bit position, so each
-    # weight reads as the wbits-bit pattern of all sign bits: -1 when w < 0.
-    assert acc00 == k * x * (-1 if w < 0 else 0), acc00
-    await RisingEdge(d.clk)
-    return {"k": k, "wbits": wbits, "cycles": cycles, "seconds": seconds}
+        json.dump(rows, f)
