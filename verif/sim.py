@@ -56,6 +56,7 @@ def build(component, toplevel: str, waves: bool | None = None) -> VerilatorBuild
         get_runner("verilator").build(
             verilog_sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, waves=waves,
             build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"], always=True,
+            log_file=build_dir / "build.log",
         )
         done.touch()
     return VerilatorBuild(build_dir, toplevel, waves)
@@ -70,14 +71,26 @@ def run(sim: VerilatorBuild, test_module: str, testcase: str, params: dict, seed
     if sim.waves:
         WAVES_ROOT.mkdir(parents=True, exist_ok=True)
         test_args = ["--trace-file", str(WAVES_ROOT / f"{sim.toplevel}-{testcase}.vcd")]
-    results = get_runner("verilator").test(
-        test_module=test_module, hdl_toplevel=sim.toplevel, build_dir=sim.build_dir, test_dir=test_dir,
-        hdl_toplevel_lang="verilog", testcase=testcase, seed=seed, waves=sim.waves, test_args=test_args,
-        extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": str(ROOT)},
-    )
+    test_dir.mkdir(parents=True, exist_ok=True)
+    log = test_dir / "sim.log"
+    try:
+        results = get_runner("verilator").test(
+            test_module=test_module, hdl_toplevel=sim.toplevel, build_dir=sim.build_dir, test_dir=test_dir,
+            hdl_toplevel_lang="verilog", testcase=testcase, seed=seed, waves=sim.waves, test_args=test_args,
+            extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": str(ROOT)}, log_file=log,
+        )
+    except (RuntimeError, SystemExit) as e:  # cocotb's runner raises these for failed tests under pytest
+        raise AssertionError(f"{testcase}: {e}\n{_tail(log)}") from None
     n_tests, n_failed = get_results(results)
-    assert n_tests >= 1, f"cocotb ran no test named {testcase!r} in {test_module}"
-    assert n_failed == 0, f"{n_failed} cocotb test(s) failed; see {results}"
+    assert n_tests >= 1, f"cocotb ran no test named {testcase!r} in {test_module}\n{_tail(log)}"
+    assert n_failed == 0, f"{n_failed} cocotb test(s) failed; see {log}\n{_tail(log)}"
+
+
+def _tail(log: Path, lines: int = 80) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {log})"
 
 
 def tb_params() -> dict:

