@@ -84,41 +84,48 @@ def _compile() -> ctypes.CDLL:
         tmp.replace(so)
     lib = ctypes.CDLL(str(so))
     lib.lru_misses.restype = ctypes.c_int64
-    lib.lru_misses.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                               ctypes.c_int32, ctypes.c_void_p]
+    lib.lru_misses.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                               ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p]
     return lib
 
 
-def lru_misses(lines: np.ndarray, stream: np.ndarray, n_streams: int, sets: int, ways: int) -> np.ndarray:
-    """Misses per stream of a set-associative LRU cache, cold at the start of the trace."""
+def lru_misses(lines: np.ndarray, stream: np.ndarray, n_streams: int, sets: int, ways: int,
+               counted: np.ndarray | None = None) -> np.ndarray:
+    """Misses per stream of a set-associative LRU cache, cold at the start of the trace.
+
+    Accesses whose `counted` flag is 0 only warm the cache (default: every access counts).
+    """
     global _lib
     if _lib is None:
         _lib = _compile()
     lines = np.ascontiguousarray(lines, dtype=np.int64)
     stream = np.ascontiguousarray(stream, dtype=np.int32)
-    if lines.shape != stream.shape:
-        raise ValueError("lines and stream must have the same shape")
+    counted = np.ones(lines.shape, np.uint8) if counted is None else np.ascontiguousarray(counted, np.uint8)
+    if not lines.shape == stream.shape == counted.shape:
+        raise ValueError("lines, stream and counted must have the same shape")
     out = np.zeros(n_streams, dtype=np.int64)
-    if sets < 1 or ways < 1:
-        out += np.bincount(stream, minlength=n_streams)[:n_streams]  # no cache: every access misses
+    if sets < 1 or ways < 1:  # no cache: every counted access misses
+        out += np.bincount(stream[counted.astype(bool)], minlength=n_streams)[:n_streams]
         return out
-    total = _lib.lru_misses(lines.ctypes.data, stream.ctypes.data, lines.size, sets, ways, out.ctypes.data)
+    total = _lib.lru_misses(lines.ctypes.data, stream.ctypes.data, counted.ctypes.data, lines.size, sets, ways,
+                            out.ctypes.data)
     if total < 0:
         raise MemoryError("cache simulator could not allocate its tag store")
     return out
 
 
-def lru_misses_reference(lines, stream, n_streams: int, sets: int, ways: int) -> np.ndarray:
+def lru_misses_reference(lines, stream, n_streams: int, sets: int, ways: int, counted=None) -> np.ndarray:
     """Plain-Python LRU cache, the definition the C kernel is tested against."""
     cache = [[] for _ in range(max(sets, 1))]
     out = np.zeros(n_streams, dtype=np.int64)
-    for line, s in zip(np.asarray(lines).tolist(), np.asarray(stream).tolist(), strict=True):
+    counted = np.ones(len(lines), bool) if counted is None else np.asarray(counted, bool)
+    for line, s, c in zip(np.asarray(lines).tolist(), np.asarray(stream).tolist(), counted.tolist(), strict=True):
         ways_list = cache[line % max(sets, 1)]
         if sets >= 1 and ways >= 1 and line in ways_list:
             ways_list.remove(line)
             ways_list.append(line)
             continue
-        out[s] += 1
+        out[s] += c
         if sets >= 1 and ways >= 1:
             if len(ways_list) == ways:
                 ways_list.pop(0)

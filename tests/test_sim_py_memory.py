@@ -47,8 +47,11 @@ def test_cache_kernel_matches_reference(sets, ways):
     # A mix of reuse (small range) and streaming (large range) lines.
     lines = np.where(rng.random(4000) < 0.5, rng.integers(0, 64, 4000), rng.integers(0, 1 << 20, 4000))
     stream = rng.integers(0, 3, 4000)
+    counted = rng.random(4000) < 0.7
     np.testing.assert_array_equal(lru_misses(lines, stream, 3, sets, ways),
                                   lru_misses_reference(lines, stream, 3, sets, ways))
+    np.testing.assert_array_equal(lru_misses(lines, stream, 3, sets, ways, counted),
+                                  lru_misses_reference(lines, stream, 3, sets, ways, counted))
 
 
 def test_cache_behaviour_follows_capacity_and_associativity():

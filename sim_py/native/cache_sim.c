@@ -1,10 +1,11 @@
 /* Set-associative LRU cache over a trace of line addresses (sim_py/memory.py).
- * Counts misses per trace "stream" (a table level). Built by sim_py/memory.py with gcc. */
+ * Counts the misses of counted accesses per trace "stream" (a table level); uncounted accesses
+ * only warm the cache. Built by sim_py/memory.py with gcc. */
 #include <stdint.h>
 #include <stdlib.h>
 
-int64_t lru_misses(const int64_t *lines, const int32_t *stream, int64_t n, int64_t sets, int32_t ways,
-                   int64_t *misses_per_stream) {
+int64_t lru_misses(const int64_t *lines, const int32_t *stream, const uint8_t *counted, int64_t n,
+                   int64_t sets, int32_t ways, int64_t *misses_per_stream) {
     int64_t *tags = malloc(sizeof(int64_t) * sets * ways);
     uint64_t *used = malloc(sizeof(uint64_t) * sets * ways);
     if (!tags || !used) { free(tags); free(used); return -1; }
@@ -23,8 +24,10 @@ int64_t lru_misses(const int64_t *lines, const int32_t *stream, int64_t n, int64
         if (hit >= 0) {
             used[base + hit] = now;
         } else {
-            ++misses;
-            ++misses_per_stream[stream[i]];
+            if (counted[i]) {
+                ++misses;
+                ++misses_per_stream[stream[i]];
+            }
             tags[base + victim] = line;
             used[base + victim] = now;
         }
