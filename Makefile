@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install test verify lint verilog bench search clean
+.PHONY: help install test verify lint verilog bench calibrate search clean
 
 help:
 	@echo "make install   verilator (apt-get, if missing) + .venv with the pinned Python toolchain"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint      ruff"
 	@echo "make verilog   default MLP engine Verilog into build/verilog/"
 	@echo "make bench     the benchmarks (python -m bench.NAME)"
+	@echo "make calibrate fit the cycle model to Verilator sweeps (writes sim_py/calibration/)"
 	@echo "make search    the main job (python -m hero.search --hw rtl_calibrated)"
 	@echo "make clean     remove build outputs (keeps .venv)"
 
@@ -46,6 +47,9 @@ verilog: install
 
 bench: install
 	$(PY) -m bench.mlp_engine
+
+calibrate: install
+	$(PY) -m sim_py.calibrate
 
 search: install
 	@if $(PY) -c "import hero.search" 2>/dev/null; then $(PY) -m hero.search --hw rtl_calibrated; \

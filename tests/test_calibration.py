@@ -1,0 +1,38 @@
+"""The committed calibration (sim_py/calibration/rtl_calibrated.json) must describe today's RTL."""
+
+import pytest
+
+from sim_py.backends import CALIBRATION_FILE, Calibrated, CalibrationError, get_backend, load_calibration
+from sim_py.calibrate import fit_mlp, rtl_fingerprint
+
+
+def test_calibration_is_not_stale():
+    data = load_calibration()
+    now = rtl_fingerprint()
+    stale = sorted(k for k in now if data["rtl_fingerprint"].get(k) != now[k])
+    assert not stale, (f"the RTL of {', '.join(stale)} changed since {CALIBRATION_FILE.name} was made: "
+                       f"run `make calibrate` and commit the result")
+
+
+def test_calibration_fits_its_own_points():
+    data = load_calibration()
+    c = Calibrated(**data["constants"])
+    assert data["points"]["mlp_engine"], "no MLP-engine sweep points"
+    for p in data["points"]["mlp_engine"]:
+        assert c.mlp_tile_cycles(p["k"], p["wbits"], p["rows"], p["cols"]) == pytest.approx(p["cycles"], rel=0.01)
+    assert data["max_error_pct"]["mlp_engine"] <= 1.0
+
+
+def test_fit_recovers_known_constants():
+    truth = Calibrated(k_bits=1.0, k_rows=3.0, k_cols=1.0, k_tile=5.0, k_lookup=1.0, k_batch=6.0)
+    pts = [{"rows": r, "cols": c, "k": k, "wbits": b, "cycles": truth.mlp_tile_cycles(k, b, r, c)}
+           for r, c in ((8, 8), (2, 6), (4, 3)) for k in (1, 16) for b in (2, 8)]
+    consts, err = fit_mlp(pts)
+    assert consts == pytest.approx({"k_bits": 1.0, "k_rows": 3.0, "k_cols": 1.0, "k_tile": 5.0}) and err < 1e-6
+
+
+def test_missing_calibration_names_make_calibrate(tmp_path):
+    with pytest.raises(CalibrationError, match="make calibrate"):
+        load_calibration(tmp_path / "none.json")
+    with pytest.raises(ValueError, match="unknown hardware backend 'x'"):
+        get_backend("x")
