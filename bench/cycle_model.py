@@ -2,10 +2,14 @@
 
     python -m bench.cycle_model [--ckpt runs/NAME/checkpoint.pt] [--hw fpga_ecp5]
 
-1. Configurations held out of the calibration fit run through the RTL (cocotb + Verilator) and the
-   `rtl_calibrated` model; the cycle error is reported per unit.
-2. Model evaluations per second, against free-running Verilator (C++ driver) on the same tiles.
-3. A whole-frame latency query under a new policy, after the one-time per-scene preparation.
+1. Configurations held out of the calibration fit (array shapes, K, HEU levels, batch sizes) run
+   through the RTL (cocotb + Verilator) and through the `rtl_calibrated` model; the cycle error is
+   reported per unit.
+2. Speed for the same work: one frame of the scene. Verilator's time is the frame's MLP-engine and
+   HEU cycles divided by each unit's measured free-running Verilator speed (C++ drivers; simulating
+   the whole frame would take hours); the model's time is one frame query.
+3. A whole-frame latency query under new policies, after the one-time per-scene preparation.
+   Without --ckpt, a small model of the procedural scene is trained first (about a minute).
 Last line: max_error_pct=<e> speedup_vs_rtl=<s> frame_query_ms=<t>
 """
 
@@ -19,55 +23,90 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.mlp_engine import native_speed
-from rtl.gen import mlp_engine
+from bench import heu as heu_bench
+from bench.mlp_engine import native_speed as mlp_native_speed
+from rtl.gen import heu, mlp_engine
 from sim_py.backends import get_backend
-from sim_py.calibrate import MLP_FIT_KS, MLP_FIT_SHAPES
+from sim_py.calibrate import HEU_FIT_POINTS, HEU_FIT_SHAPES, MLP_FIT_KS, MLP_FIT_SHAPES
+from sim_py.frame import FrameModel
+from sim_py.hw import load_hardware
+from sim_py.report import frame_workload_from_checkpoint
 from verif import sim
 
-#: (rows, cols, max_wbits) and K values that the fit never saw.
-HELD_OUT_SHAPES = ((3, 5, 6), (5, 7, 8), (16, 2, 5))
+#: Configurations that the fit never saw.
+HELD_OUT_MLP_SHAPES = ((3, 5, 6), (5, 7, 8), (16, 2, 5))
 HELD_OUT_KS = (7, 33, 100)
+HELD_OUT_HEU_SHAPES = ((3, 2, 8, 32), (6, 4, 10, 64))
+HELD_OUT_POINTS = (7, 33)
 
 
 def held_out_mlp(model) -> list[dict]:
-    assert not set(HELD_OUT_SHAPES) & set(MLP_FIT_SHAPES) and not set(HELD_OUT_KS) & set(MLP_FIT_KS)
+    assert not set(HELD_OUT_MLP_SHAPES) & set(MLP_FIT_SHAPES) and not set(HELD_OUT_KS) & set(MLP_FIT_KS)
     rows_out = []
-    for rows, cols, wb in HELD_OUT_SHAPES:
+    for rows, cols, wb in HELD_OUT_MLP_SHAPES:
         build = sim.build(mlp_engine(rows, cols, wb), "mlp_engine", waves=False)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "sweep.json"
             sim.run(build, "verif.tb_mlp_engine", "cycle_sweep",
                     {"rows": rows, "cols": cols, "max_wbits": wb, "acc_bits": 32, "seed": 5,
-                     "ks": list(HELD_OUT_KS), "out": str(out)})
+                     "ks": list(HELD_OUT_KS), "out": str(out), "measure_only": True})
             for r in json.loads(out.read_text()):
-                pred = model.mlp_tile_cycles(r["k"], r["wbits"], rows, cols)
-                rows_out.append({"unit": "mlp_engine", "config": f"{rows}x{cols}w{wb}", "k": r["k"],
-                                 "wbits": r["wbits"], "rtl": r["cycles"], "model": pred,
-                                 "error_pct": abs(pred - r["cycles"]) / r["cycles"] * 100})
+                rows_out.append(error_row("mlp_engine", f"{rows}x{cols} K={r['k']} b={r['wbits']}", r["cycles"],
+                                          model.mlp_tile_cycles(r["k"], r["wbits"], rows, cols)))
     return rows_out
 
 
-def model_speed(model, rows: int = 8, cols: int = 8, wbits: int = 8, k: int = 4096, n: int = 200_000) -> float:
-    """Model evaluations (tile cycle counts) per second."""
-    t0 = time.perf_counter()
-    for i in range(n):
-        model.mlp_tile_cycles(k + (i & 7), wbits, rows, cols)
-    return n / (time.perf_counter() - t0)
+def held_out_heu(model) -> list[dict]:
+    assert not set(HELD_OUT_HEU_SHAPES) & set(HEU_FIT_SHAPES) and not set(HELD_OUT_POINTS) & set(HEU_FIT_POINTS)
+    rows_out = []
+    for levels, f, log2t, w in HELD_OUT_HEU_SHAPES:
+        dut = heu(levels, f, log2t, w)
+        build = sim.build(dut, "heu", waves=False)
+        for n in HELD_OUT_POINTS:
+            for bits in (3, 6):
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = Path(tmp) / "report.json"
+                    sim.run(build, "verif.tb_heu", "throughput",
+                            {"levels": levels, "features": f, "log2t": log2t, "word_bits": w, "depth": dut.depth,
+                             "n_min": 4, "n_max": 256, "seed": 5, "bits": bits, "n_points": n,
+                             "report": str(out), "measure_only": True})
+                    cycles = json.loads(out.read_text())["cycles"]
+                rows_out.append(error_row("heu", f"L={levels} F={f} T=2^{log2t} n={n} b={bits}", cycles,
+                                          model.heu_batch_cycles(n, levels)))
+    return rows_out
+
+
+def error_row(unit: str, config: str, rtl: int, pred: float) -> dict:
+    return {"unit": unit, "config": config, "rtl": rtl, "model": pred, "error_pct": abs(pred - rtl) / rtl * 100}
+
+
+def default_checkpoint() -> Path:
+    """A small model of the procedural scene, trained once and kept under build/."""
+    from hero.train import default_config, train
+
+    out = Path("build/bench/cycle_model_ckpt")
+    ckpt = out / "checkpoint.pt"
+    if not ckpt.exists():
+        train(default_config(preset="cpu", out=str(out), steps=300, progress=False, save_renders=False,
+                             test_views=1))
+    return ckpt
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.cycle_model", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.parse_args(argv)
+    ap.add_argument("--ckpt", type=Path, default=None, help="checkpoint whose test view 0 is the frame")
+    ap.add_argument("--hw", default="fpga_ecp5")
+    a = ap.parse_args(argv)
+    if a.ckpt is not None and not a.ckpt.is_file():
+        ap.error(f"--ckpt {a.ckpt}: no such file")
     model = get_backend("rtl_calibrated")
 
-    rows = held_out_mlp(model)
-    print("Held-out configurations: RTL (Verilator) against the rtl_calibrated model")
-    print(f"{'unit':<11}{'config':<9}{'K':>5}{'bits':>5}{'RTL cycles':>12}{'model':>10}{'error %':>9}")
+    rows = held_out_mlp(model) + held_out_heu(model)
+    print("Held-out configurations: RTL (Verilator cycle counter) against the rtl_calibrated model")
+    print(f"{'unit':<11}{'configuration':<28}{'RTL cycles':>11}{'model':>10}{'error %':>9}")
     for r in rows:
-        print(f"{r['unit']:<11}{r['config']:<9}{r['k']:>5}{r['wbits']:>5}{r['rtl']:>12}{r['model']:>10.0f}"
-              f"{r['error_pct']:>9.3f}")
+        print(f"{r['unit']:<11}{r['config']:<28}{r['rtl']:>11}{r['model']:>10.0f}{r['error_pct']:>9.3f}")
     per_unit = {}
     for r in rows:
         per_unit[r["unit"]] = max(per_unit.get(r["unit"], 0.0), r["error_pct"])
@@ -75,20 +114,41 @@ def main(argv=None) -> int:
         print(f"max error {unit}: {err:.3f}% over {sum(r['unit'] == unit for r in rows)} points")
     max_err = max(per_unit.values())
 
-    k = 4096
-    free = native_speed(8, 8, 8, k=k, tiles=20)
-    verilator_tile_s = free["seconds"] / free["tiles"]
-    evals = model_speed(model, k=k)
-    speedup = verilator_tile_s * evals
-    print(f"\nmodel: {evals:,.0f} tile evaluations/s; Verilator (free-running C++): "
-          f"{free['cycles'] / free['seconds']:,.0f} cycles/s = {1 / verilator_tile_s:,.1f} tiles/s of K={k}, 8 bits")
-    print(f"speed ratio model/Verilator on the same tiles: {speedup:,.0f}x")
+    hw = load_hardware(a.hw)
+    ckpt = a.ckpt or default_checkpoint()
+    t0 = time.perf_counter()
+    wl = frame_workload_from_checkpoint(ckpt, 0)
+    fm = FrameModel(wl, hw, model)
+    prep_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    fm.query([8] * len(wl.levels), [8] * len(wl.layers))  # warm the compiled cache kernel
+    times, last = [], None
+    for _ in range(20):
+        tb = rng.integers(2, 9, len(wl.levels))
+        wb = rng.integers(2, 9, len(wl.layers))
+        t0 = time.perf_counter()
+        last = fm.query(tb, wb)
+        times.append(time.perf_counter() - t0)
+    query_ms = float(np.median(times) * 1e3)
+    print(f"\nframe: {wl.name}, {wl.height}x{wl.width}, {wl.n_samples} samples; {hw.name}")
+    print(f"one-time preparation {prep_s:.2f} s; query under a new policy: median {query_ms:.1f} ms, "
+          f"max {max(times) * 1e3:.1f} ms over {len(times)} random policies")
 
-    frame_ms = float("nan")
-    print(f"\nmax_error_pct={max_err:.4f} speedup_vs_rtl={speedup:.0f} frame_query_ms={frame_ms:.1f}")
+    mlp_free = mlp_native_speed(hw.pe_rows, hw.pe_cols, hw.max_wbits, k=64, tiles=2000)
+    heu_free = heu_bench.native_speed(len(wl.levels), wl.levels[0].features, min(wl.log2t, 14), 32, n_points=2000)
+    mlp_rate = mlp_free["cycles"] / mlp_free["seconds"]
+    heu_rate = heu_free["cycles"] / heu_free["seconds"]
+    heu_cycles = last.details["lookups"] / 8 * 8 / hw.heu_lanes  # one lookup per cycle and lane
+    verilator_s = last.mlp / mlp_rate + heu_cycles / heu_rate
+    speedup = verilator_s / (query_ms / 1e3)
+    print(f"Verilator (free-running C++): MLP engine {hw.pe_rows}x{hw.pe_cols} {mlp_rate:,.0f} cycles/s, "
+          f"HEU L={len(wl.levels)} {heu_rate:,.0f} cycles/s")
+    print(f"the same frame in Verilator: {last.mlp:,.0f} MLP + {heu_cycles:,.0f} HEU cycles = {verilator_s:,.0f} s; "
+          f"in the model: {query_ms:.1f} ms -> {speedup:,.0f}x")
+
+    print(f"\nmax_error_pct={max_err:.4f} speedup_vs_rtl={speedup:.0f} frame_query_ms={query_ms:.1f}")
     return 0
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     raise SystemExit(main())

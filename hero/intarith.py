@@ -263,3 +263,276 @@ def _stack(arrays):
 
         return torch.stack(arrays)
     return np.stack(arrays)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hash encoding: the hash encoding unit's (HEU, rtl/heu.py) integer arithmetic
+# ---------------------------------------------------------------------------------------------
+#
+# docs/arithmetic.md section 6 specifies these. Positions are u16 per coordinate (x = raw / 2**16);
+# each level has a scale register (u25, 13 integer and 12 fraction bits), a resolution, a dense flag,
+# an index modulus `entries`, a table width `bits` (2..8), a table base (in memory words) and a
+# Requant to the common s8 output scale. The trilinear weights are exact products of per-axis
+# u11 weights with 10 fraction bits, so the eight weights of a point sum to exactly 2**30.
+
+HASH_POS_BITS = 16  # position coordinate: u16, x = raw / 2**16 in [0, 1)
+HASH_SCALE_INT_BITS = 13  # scale register: integer part, scales up to 8191.99 (N_max 8192)
+HASH_SCALE_FRAC_BITS = 12  # scale register: fraction bits
+HASH_SCALE_BITS = HASH_SCALE_INT_BITS + HASH_SCALE_FRAC_BITS
+HASH_WEIGHT_FRAC_BITS = 10  # per-axis trilinear weight: u11, 0 .. 2**10
+HASH_COORD_BITS = HASH_SCALE_INT_BITS + 1  # grid corner and vertex coordinates: u14
+HASH_WEIGHT_SUM = 1 << (3 * HASH_WEIGHT_FRAC_BITS)  # the eight corner weights always sum to this
+HASH_MIN_BITS = MIN_WBITS  # narrowest table entry
+HASH_MAX_BITS = MAX_WBITS  # widest table entry
+HASH_ACC_BITS = 3 * HASH_WEIGHT_FRAC_BITS + HASH_MAX_BITS + 2  # interpolation accumulator: s40
+HASH_PRIMES = (1, 2654435761, 805459861)  # tiny-cuda-nn's coherent prime hash
+HASH_OUT_FORMAT = IntFormat(ACT_BITS, signed=True)  # the HEU's output features: s8
+_POS_SHIFT = HASH_POS_BITS + HASH_SCALE_FRAC_BITS  # fraction bits of the scaled position
+
+
+@dataclass(frozen=True)
+class HashLevel:
+    """One level's configuration registers, as the HEU holds them (docs/heu.md)."""
+
+    scale: int  # scale register: real scale = scale / 2**HASH_SCALE_FRAC_BITS
+    resolution: int  # grid resolution R (used by the dense index)
+    dense: bool  # dense index x + y*R + z*R*R, else the spatial hash
+    entries: int  # index modulus: T for hashed levels, R**3 rounded up to 8 for dense ones
+    bits: int  # table entry width b_l, HASH_MIN_BITS..HASH_MAX_BITS
+    base: int  # first memory word of the level's table
+    rq: Requant  # interpolation accumulator -> s8 output (relu=False, out_bits=8)
+
+    def check(self, log2t: int) -> HashLevel:
+        """Raise FormatError unless the HEU computes this level as the model does."""
+        t = 1 << log2t
+        if not 1 <= self.scale < 1 << HASH_SCALE_BITS:
+            raise FormatError(f"scale register must be in 1..{(1 << HASH_SCALE_BITS) - 1}, got {self.scale}")
+        check_wbits(self.bits)
+        if self.rq.relu or self.rq.out_bits != ACT_BITS:
+            raise FormatError(f"a level's requant must have relu=False, out_bits={ACT_BITS}, got {self.rq}")
+        if self.base < 0:
+            raise FormatError(f"table base must be >= 0, got {self.base}")
+        if self.dense:
+            r = self.resolution
+            if r < 2 or r**3 > t:
+                raise FormatError(f"dense level needs 2 <= resolution and resolution**3 <= T={t}, got {r}")
+            if not r**3 <= self.entries <= t:
+                raise FormatError(f"dense level entries must be in {r**3}..{t}, got {self.entries}")
+            # Vertex coordinates reach at most R, so one conditional subtraction reduces the index.
+            top = (((1 << HASH_POS_BITS) - 1) * self.scale + (1 << (_POS_SHIFT - 1))) >> _POS_SHIFT
+            if top + 1 > r:
+                raise FormatError(f"dense level: scale register {self.scale} reaches vertex {top + 1} "
+                                  f"beyond resolution {r}")
+        elif self.entries != t:
+            raise FormatError(f"hashed level entries must be T={t}, got {self.entries}")
+        return self
+
+
+def hash_scale_register(scale: float) -> int:
+    """A real level scale (N_min * b**l - 1) as the u25 scale register, rounded to nearest."""
+    reg = round(float(scale) * (1 << HASH_SCALE_FRAC_BITS))
+    if not 1 <= reg < 1 << HASH_SCALE_BITS:
+        raise FormatError(f"level scale {scale} outside the scale register's range "
+                          f"(0, {(1 << HASH_SCALE_BITS) / (1 << HASH_SCALE_FRAC_BITS)})")
+    return reg
+
+
+def hash_level_geometry(scale: float, log2t: int) -> tuple[int, bool, int]:
+    """tiny-cuda-nn's (resolution, dense, entries) for a real level scale and T = 2**log2t."""
+    t = 1 << log2t
+    resolution = math.ceil(scale) + 1
+    dense = resolution**3 <= t
+    entries = min(-(-resolution**3 // 8) * 8, t) if dense else t
+    return resolution, dense, entries
+
+
+def hash_level_requant(table_scale: float, out_scale: float) -> Requant:
+    """Requant from the interpolation accumulator (table LSB / 2**30) to the s8 output scale."""
+    return Requant.from_scale(table_scale / out_scale / HASH_WEIGHT_SUM, relu=False, out_bits=ACT_BITS)
+
+
+def hash_words_per_level(entries: int, features: int, bits: int, word_bits: int) -> int:
+    """Memory words of a level's table: entries of features*bits bits, bit-packed across words."""
+    check_wbits(bits)
+    return -(-entries * features * bits // word_bits)
+
+
+def hash_levels(log2t: int, scales, bits, table_scales, out_scale: float, features: int,
+                word_bits: int) -> list[HashLevel]:
+    """Levels for real scales (tiny-cuda-nn's convention), tables laid out one after another."""
+    levels, base = [], 0
+    for scale, b, ts in zip(scales, bits, table_scales, strict=True):
+        res, dense, entries = hash_level_geometry(scale, log2t)
+        lv = HashLevel(hash_scale_register(scale), res, dense, entries, int(b), base,
+                       hash_level_requant(ts, out_scale)).check(log2t)
+        levels.append(lv)
+        base += hash_words_per_level(entries, features, int(b), word_bits)
+    return levels
+
+
+def hash_position(x):
+    """Real positions in [0, 1) to u16 raw coordinates, rounding down (x = raw / 2**16)."""
+    raw = np.floor(np.asarray(x, dtype=np.float64) * (1 << HASH_POS_BITS)).astype(np.int64)
+    return np.clip(raw, 0, (1 << HASH_POS_BITS) - 1)
+
+
+def hash_grid_position(pos, scale: int):
+    """Corner (floor) and truncated fraction of pos*scale + 0.5, per coordinate.
+
+    pos: (..., 3) u16; scale: the level's scale register. The product is exact
+    (16 + 25 bits, 28 fraction bits); the fraction keeps its top HASH_WEIGHT_FRAC_BITS bits
+    (truncation). Returns (corner u14, frac u10), both shaped like pos.
+    """
+    pos = IntFormat(HASH_POS_BITS, False).check(pos, "position")
+    p = pos * int(scale) + (1 << (_POS_SHIFT - 1))
+    corner = p >> _POS_SHIFT
+    frac = (p >> (_POS_SHIFT - HASH_WEIGHT_FRAC_BITS)) & ((1 << HASH_WEIGHT_FRAC_BITS) - 1)
+    return corner, frac
+
+
+def hash_corner_offsets():
+    """The eight corners' (dx, dy, dz), in the HEU's lookup order: corner c has dx = c & 1,
+    dy = (c >> 1) & 1, dz = c >> 2."""
+    return np.array([[c & 1, (c >> 1) & 1, c >> 2] for c in range(8)], dtype=np.int64)
+
+
+def hash_trilinear_weights(frac):
+    """(..., 3) u10 fractions -> (..., 8) exact corner weights, summing to HASH_WEIGHT_SUM.
+
+    Per axis w0 = 2**10 - f, w1 = f (u11); corner c's weight is wx * wy * wz (u31), exact.
+    """
+    frac = _as_int64(frac)
+    one = 1 << HASH_WEIGHT_FRAC_BITS
+    w = []
+    for c in range(8):
+        wc = None
+        for axis in range(3):
+            f = frac[..., axis]
+            wa = f if (c >> axis) & 1 else one - f
+            wc = wa if wc is None else wc * wa
+        w.append(wc)
+    return _moveaxis0_last(_stack(w))
+
+
+def hash_index(vertex, level: HashLevel, log2t: int):
+    """Table index of integer vertices (..., 3) at one level, as the HEU computes it.
+
+    Dense: i = x + y*R + z*R*R, minus `entries` once if i >= entries (equal to i mod entries, since
+    vertices are at most R). Hashed: (x*1 ^ y*2654435761 ^ z*805459861) mod 2**32 mod T, which
+    needs only the low log2t bits of each product.
+    """
+    v = _as_int64(vertex)
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    if level.dense:
+        r = int(level.resolution)
+        i = x + y * r + z * (r * r)
+        return i - level.entries * (i >= level.entries)
+    mask32 = (1 << 32) - 1
+    h = (x * HASH_PRIMES[0]) ^ ((y * HASH_PRIMES[1]) & mask32) ^ ((z * HASH_PRIMES[2]) & mask32)
+    return h & ((1 << log2t) - 1)
+
+
+def hash_interpolate(values, weights):
+    """Sum over the eight corners of weight * entry: (..., 8, F) and (..., 8) -> (..., F) int64.
+
+    The result is the interpolated feature in units of the table LSB / HASH_WEIGHT_SUM (s40)."""
+    return (_as_int64(values) * _as_int64(weights)[..., None]).sum(-2)
+
+
+def hash_level_acc(pos, level: HashLevel, table, log2t: int):
+    """One level's interpolation accumulators: pos (N, 3) u16, table (entries, F) -> (N, F)."""
+    table = weight_format(level.bits).check(table, f"{level.bits}-bit table")
+    corner, frac = hash_grid_position(pos, level.scale)
+    vertex = corner[..., None, :] + _like(corner, hash_corner_offsets())  # (N, 8, 3)
+    idx = hash_index(vertex, level, log2t)  # (N, 8)
+    return hash_interpolate(table[idx], hash_trilinear_weights(frac))
+
+
+def hash_encode(pos, levels, tables, log2t: int):
+    """The HEU's output: (N, 3) u16 positions -> (N, L*F) s8, lane l*F + f = level l, feature f."""
+    out = [requantize(hash_level_acc(pos, lv, t, log2t), lv.rq) for lv, t in zip(levels, tables, strict=True)]
+    if _is_torch(out[0]):
+        import torch
+
+        return torch.cat(out, -1)
+    return np.concatenate(out, axis=-1)
+
+
+def hash_pack_table(table, bits: int, word_bits: int) -> list[int]:
+    """A level's table (entries, F) of `bits`-bit signed values as memory words (Python ints).
+
+    Entry i, feature f is the `bits`-wide two's complement field at bit (i*F + f) * bits of the
+    level's bit stream; bit k of the stream is bit k % word_bits of word k // word_bits.
+    """
+    raw = weight_format(bits).encode(table).reshape(-1)
+    n_words = -(-raw.size * bits // word_bits)
+    words = [0] * n_words
+    for k, v in enumerate(raw.tolist()):
+        off = k * bits
+        w, s = divmod(off, word_bits)
+        words[w] |= (v << s) & ((1 << word_bits) - 1)
+        if s + bits > word_bits:
+            words[w + 1] |= v >> (word_bits - s)
+    return words
+
+
+def hash_unpack_entries(words, idx, features: int, bits: int, word_bits: int, base: int = 0):
+    """Entries at indices idx read back from packed words the way the HEU does: the two words
+    from base + (idx*F*bits) // word_bits, shifted, each feature sign-extended. -> (..., F) int64."""
+    idx = np.asarray(idx, dtype=np.int64)
+    off = idx * (features * bits)
+    w = base + off // word_bits
+    s = off % word_bits
+    mem = list(words) + [0]
+    out = np.zeros(idx.shape + (features,), dtype=np.int64)
+    for pos in np.ndindex(idx.shape):
+        pair = mem[w[pos]] | (mem[w[pos] + 1] << word_bits)
+        entry = pair >> int(s[pos])
+        for f in range(features):
+            out[pos + (f,)] = (entry >> (f * bits)) & ((1 << bits) - 1)
+    return weight_format(bits).decode(out)
+
+
+def hash_memory_image(levels, tables, word_bits: int) -> dict[int, int]:
+    """{word address: word} of all levels' packed tables, for the HEU's table write port."""
+    image = {}
+    for lv, t in zip(levels, tables, strict=True):
+        for i, word in enumerate(hash_pack_table(t, lv.bits, word_bits)):
+            if lv.base + i in image:
+                raise FormatError(f"tables overlap at word {lv.base + i}")
+            image[lv.base + i] = word
+    return image
+
+
+def hash_interp_error_bound(bits: int) -> float:
+    """Bound on |model - float trilinear encoding| of one feature, in units of the table LSB.
+
+    The interpolant is continuous and, along each axis, Lipschitz with constant D = 2**bits - 1 (the
+    widest difference of two entries). The model evaluates it exactly at a position that differs
+    from x * scale + 0.5 by under 2**-10 (fraction truncation) + 2**-13 (scale register rounding,
+    times x < 1) per axis, so the error is below 3 * D * (2**-10 + 2**-13).
+    """
+    d = (1 << check_wbits(bits)) - 1
+    return 3 * d * (2.0**-HASH_WEIGHT_FRAC_BITS + 2.0 ** -(HASH_SCALE_FRAC_BITS + 1))
+
+
+def hash_output_error_bound(level: HashLevel, ratio: float) -> float:
+    """Bound in output LSBs on |s8 output - clamp(float encoding * ratio)|, where ratio is the
+    real table-LSB-to-output-LSB factor the level's requant approximates (hash_level_requant):
+    half an LSB of rounding, the interpolation bound, and the multiplier's rounding (< 2**-16)."""
+    vmax = 1 << (level.bits - 1)
+    rq_scale = level.rq.scale * HASH_WEIGHT_SUM
+    return 0.5 + ratio * hash_interp_error_bound(level.bits) + vmax * abs(rq_scale - ratio)
+
+
+def _moveaxis0_last(a):
+    return a.movedim(0, -1) if _is_torch(a) else np.moveaxis(a, 0, -1)
+
+
+def _like(ref, a: np.ndarray):
+    """numpy constant `a` as the same kind of array as `ref` (a torch tensor on ref's device)."""
+    if _is_torch(ref):
+        import torch
+
+        return torch.as_tensor(a, device=ref.device)
+    return a

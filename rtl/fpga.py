@@ -46,7 +46,7 @@ def synthesize(verilog: Path, top: str, out: Path, device: str, freq_mhz: float 
     pnr = json.loads((out / report).read_text())
     used = {k: v["used"] for k, v in pnr["utilization"].items() if v["used"]}
     avail = {k: v["available"] for k, v in pnr["utilization"].items() if v["used"]}
-    return {"top": top, "device": f"LFE5U-{device.upper()}", "fmax_mhz": pnr["fmax"]["clk"]["achieved"],
+    return {"top": top, "device": f"LFE5U-{device[:-1]}F", "fmax_mhz": pnr["fmax"]["clk"]["achieved"],
             "synth_cells": {k: cells.get(k, 0) for k in ("LUT4", "TRELLIS_FF", "CCU2C", "MULT18X18D")},
             "placed": used, "available": avail}
 

@@ -96,6 +96,7 @@ class HEU(wiring.Component):
     - `result` gives one point's L*F features per beat, in input order; the payload is held
       while valid and not ready. A refused result stops the pipeline only when the next point's
       last level is ready to take its place.
+    Reset empties the pipeline and clears the configuration registers, not the tables.
     Counters (cleared by reset or `clear`): `cycles` counts cycles in which the unit is busy or
     takes a point; `stall_cycles` those lost to a refused result; `points` the results sent.
     Back to back, n points take n * 8L + 6 cycles (sim_py.heu.cycles_per_batch).
@@ -126,7 +127,7 @@ class HEU(wiring.Component):
         L, F, W = self.levels, self.features, self.word_bits
         t = 1 << self.log2t
         wf = HASH_WEIGHT_FRAC_BITS
-        lvl_shape = range(L)
+        lvl_shape = range(max(L, 2))  # at least one bit, also for L = 1
         cl = self.config_layout
 
         # ---- configuration registers -------------------------------------------------------
@@ -205,7 +206,7 @@ class HEU(wiring.Component):
             bit = s1_crn[a]
             m.d.comb += [
                 vert[a].eq(s1_corner[a] + bit),
-                axis_w[a].eq(Mux(bit, s1_frac[a], (1 << wf) - 1 - s1_frac[a])),
+                axis_w[a].eq(Mux(bit, s1_frac[a], (1 << wf) - s1_frac[a])),
             ]
         rb = len(cfg1.resolution)
         res = cfg1.resolution

@@ -20,13 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rtl.gen import mlp_engine, to_verilog
+from rtl.gen import heu, mlp_engine, to_verilog
 
 from .backends import CALIBRATION_FILE, Calibrated
 
 #: (rows, cols, max_wbits) swept for the fit; bench.cycle_model holds other shapes out.
 MLP_FIT_SHAPES = ((8, 8, 8), (4, 4, 8), (2, 6, 4), (6, 3, 6))
 MLP_FIT_KS = (1, 5, 16, 64)
+#: (levels, features, log2t, word_bits) of the HEU, and batch sizes, swept for the fit.
+HEU_FIT_SHAPES = ((1, 2, 8, 32), (2, 2, 8, 32), (4, 2, 8, 32))
+HEU_FIT_POINTS = (1, 5, 16)
 
 
 def rtl_fingerprint() -> dict[str, str]:
@@ -35,6 +38,9 @@ def rtl_fingerprint() -> dict[str, str]:
     for rows, cols, wb in MLP_FIT_SHAPES:
         text = to_verilog(mlp_engine(rows, cols, wb), "mlp_engine")
         out[f"mlp_engine_{rows}x{cols}w{wb}"] = hashlib.sha256(text.encode()).hexdigest()
+    for levels, f, log2t, w in HEU_FIT_SHAPES:
+        text = to_verilog(heu(levels, f, log2t, w), "heu")
+        out[f"heu_L{levels}F{f}T{log2t}W{w}"] = hashlib.sha256(text.encode()).hexdigest()
     return out
 
 
@@ -49,11 +55,42 @@ def sweep_mlp_engine(shapes=MLP_FIT_SHAPES, ks=MLP_FIT_KS, seed: int = 11) -> li
             out = Path(tmp) / "sweep.json"
             sim.run(build, "verif.tb_mlp_engine", "cycle_sweep",
                     {"rows": rows, "cols": cols, "max_wbits": wb, "acc_bits": 32, "seed": seed,
-                     "ks": list(ks), "out": str(out)})
+                     "ks": list(ks), "out": str(out), "measure_only": True})
             for r in json.loads(out.read_text()):
                 points.append({"rows": rows, "cols": cols, "k": r["k"], "wbits": r["wbits"],
                                "cycles": r["cycles"]})
     return points
+
+
+def sweep_heu(shapes=HEU_FIT_SHAPES, batches=HEU_FIT_POINTS, seed: int = 11) -> list[dict]:
+    """Measured cycles per batch of n points, one row per (shape, n, table bits)."""
+    from verif import sim
+
+    points = []
+    for levels, f, log2t, w in shapes:
+        dut = heu(levels, f, log2t, w)
+        build = sim.build(dut, "heu", waves=False)
+        for n in batches:
+            for bits in (2, 8):
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = Path(tmp) / "report.json"
+                    sim.run(build, "verif.tb_heu", "throughput",
+                            {"levels": levels, "features": f, "log2t": log2t, "word_bits": w, "depth": dut.depth,
+                             "n_min": 4, "n_max": 256, "seed": seed, "bits": bits, "n_points": n,
+                             "report": str(out), "measure_only": True})
+                    r = json.loads(out.read_text())
+                points.append({"levels": levels, "features": f, "log2t": log2t, "word_bits": w, "bits": bits,
+                               "n": n, "cycles": r["cycles"]})
+    return points
+
+
+def fit_heu(points: list[dict]) -> tuple[dict, float]:
+    """Least-squares constants of cycles = n * k_lookup * 8L + k_batch."""
+    a = np.array([[p["n"] * 8 * p["levels"], 1.0] for p in points])
+    y = np.array([p["cycles"] for p in points], dtype=float)
+    coef = np.round(np.linalg.lstsq(a, y, rcond=None)[0], 9)
+    err = np.abs(a @ coef - y) / y * 100
+    return {"k_lookup": float(coef[0]), "k_batch": float(coef[1])}, float(err.max())
 
 
 def fit_mlp(points: list[dict]) -> tuple[dict, float]:
@@ -70,7 +107,8 @@ def fit_mlp(points: list[dict]) -> tuple[dict, float]:
 def calibrate() -> dict:
     mlp_points = sweep_mlp_engine()
     mlp_consts, mlp_err = fit_mlp(mlp_points)
-    heu_consts, heu_err, heu_points = {"k_lookup": 1.0, "k_batch": 6.0}, None, []
+    heu_points = sweep_heu()
+    heu_consts, heu_err = fit_heu(heu_points)
     consts = {**mlp_consts, **heu_consts}
     Calibrated(**consts)  # validates the set of names
     return {
@@ -95,7 +133,7 @@ def main(argv=None) -> int:
     print(f"MLP tile: cycles = {c['k_bits']:g}*K*b + {c['k_rows']:g}*R + {c['k_cols']:g}*C + {c['k_tile']:g}"
           f"   ({len(result['points']['mlp_engine'])} points, max error {e['mlp_engine']:.4f}%)")
     print(f"HEU batch: cycles = n*{c['k_lookup']:g}*8L + {c['k_batch']:g}"
-          f"   ({len(result['points']['heu'])} points, max error {e['heu']}%)")
+          f"   ({len(result['points']['heu'])} points, max error {e['heu']:.4f}%)")
     print(f"wrote {a.out}")
     return 0
 

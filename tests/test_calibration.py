@@ -21,6 +21,10 @@ def test_calibration_fits_its_own_points():
     for p in data["points"]["mlp_engine"]:
         assert c.mlp_tile_cycles(p["k"], p["wbits"], p["rows"], p["cols"]) == pytest.approx(p["cycles"], rel=0.01)
     assert data["max_error_pct"]["mlp_engine"] <= 1.0
+    assert data["points"]["heu"], "no HEU sweep points"
+    for p in data["points"]["heu"]:
+        assert c.heu_batch_cycles(p["n"], p["levels"]) == pytest.approx(p["cycles"], rel=0.01)
+    assert data["max_error_pct"]["heu"] <= 1.0
 
 
 def test_fit_recovers_known_constants():

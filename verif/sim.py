@@ -7,7 +7,9 @@ test writes build/waves/<toplevel>-<test>.vcd.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -53,11 +55,12 @@ def build(component, toplevel: str, waves: bool | None = None) -> VerilatorBuild
         src = build_dir / f"{toplevel}.v"
         build_dir.mkdir(parents=True, exist_ok=True)
         src.write_text(text)
-        get_runner("verilator").build(
-            verilog_sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, waves=waves,
-            build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"], always=True,
-            log_file=build_dir / "build.log",
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the runner's chatter; the log has the output
+            get_runner("verilator").build(
+                verilog_sources=[src], hdl_toplevel=toplevel, build_dir=build_dir, waves=waves,
+                build_args=["-O3", "--x-assign", "fast", "--x-initial", "fast"], always=True,
+                log_file=build_dir / "build.log",
+            )
         done.touch()
     return VerilatorBuild(build_dir, toplevel, waves)
 
@@ -74,11 +77,12 @@ def run(sim: VerilatorBuild, test_module: str, testcase: str, params: dict, seed
     test_dir.mkdir(parents=True, exist_ok=True)
     log = test_dir / "sim.log"
     try:
-        results = get_runner("verilator").test(
-            test_module=test_module, hdl_toplevel=sim.toplevel, build_dir=sim.build_dir, test_dir=test_dir,
-            hdl_toplevel_lang="verilog", testcase=testcase, seed=seed, waves=sim.waves, test_args=test_args,
-            extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": str(ROOT)}, log_file=log,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = get_runner("verilator").test(
+                test_module=test_module, hdl_toplevel=sim.toplevel, build_dir=sim.build_dir, test_dir=test_dir,
+                hdl_toplevel_lang="verilog", testcase=testcase, seed=seed, waves=sim.waves, test_args=test_args,
+                extra_env={PARAMS_ENV: json.dumps(params), "PYTHONPATH": str(ROOT)}, log_file=log,
+            )
     except (RuntimeError, SystemExit) as e:  # cocotb's runner raises these for failed tests under pytest
         raise AssertionError(f"{testcase}: {e}\n{_tail(log)}") from None
     n_tests, n_failed = get_results(results)

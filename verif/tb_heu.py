@@ -136,7 +136,9 @@ class HeuHarness:
         assert points == n, f"points counter {points}, sent {n}"
         expected = cycles_per_batch(n, self.L)
         assert p_ready < 1 or stalls == 0, f"{stalls} stall cycles with no result refused"
-        if p_valid >= 1:
+        if self.p.get("measure_only"):  # calibration measures without assuming the formula
+            pass
+        elif p_valid >= 1:
             assert cycles == expected + stalls, f"{n} points: {cycles} cycles, formula {expected} + {stalls}"
         else:
             assert cycles >= expected + stalls, f"{n} points: {cycles} cycles < formula {expected} + {stalls}"
@@ -233,6 +235,35 @@ async def throughput(dut):
     await h.load(h.new_setup(bits))
     n = h.p.get("n_points", 32)
     _, cycles, _ = await h.run_points(random_points(h.rng, n))
-    assert cycles == cycles_per_batch(n, h.L)
+    if not h.p.get("measure_only"):  # calibration measures without assuming the formula
+        assert cycles == cycles_per_batch(n, h.L)
     h.report(cycles=cycles, n_points=n, sim_cycles=h.sim_cycles, sim_seconds=h.sim_seconds,
              words=h.setup.words_used())
+
+
+@cocotb.test()
+async def reset_mid_batch(dut):
+    """A reset with points in flight empties the pipeline and clears the configuration registers
+    and counters, not the tables: after rewriting the configuration the next batch is exact."""
+    h = await harness(dut)
+    d = dut
+    setup = h.new_setup()
+    await h.load(setup)
+    for abort_after in (3, 8 * h.L + 2):
+        d.point__valid.value = 1
+        d.point__payload.value = h.point_layout.const([1000, 2000, 3000]).as_bits()
+        for _ in range(abort_after):
+            await h.tick()
+        d.point__valid.value = 0
+        await ReadOnly()
+        assert d.busy.value == 1, "no point in flight before the reset"
+        await h.tick()
+        d.rst.value = 1
+        await h.tick()
+        d.rst.value = 0
+        await ReadOnly()
+        assert d.busy.value == 0 and d.result__valid.value == 0 and d.cycles.value == 0
+        await h.tick()
+        for rec in setup.config_records():
+            assert await h.write_config(rec) == 0
+        await h.run_points(random_points(h.rng, 5))

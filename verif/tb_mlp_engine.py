@@ -116,6 +116,8 @@ class EngineHarness:
         d = self.dut
         assert d.done.value == 1, "done did not pulse after the last row"
         assert d.busy.value == 0, "engine still busy after done"
+        if tb_params().get("measure_only"):  # calibration: measure, do not assume the formula
+            return
         expected = cycles_per_tile(tile.k, tile.wbits, self.rows, self.cols)
         cycles, stalls = int(d.cycles.value), int(d.stall_cycles.value)
         assert stalled or stalls == 0, f"{stalls} stall cycles with no stall offered"
