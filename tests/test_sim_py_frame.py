@@ -15,6 +15,7 @@ from sim_py import mlp_engine, workload
 from sim_py.backends import get_backend
 from sim_py.frame import FrameModel
 from sim_py.hw import load_hardware
+from tests.conftest import TINY_MODEL
 
 AABB = torch.tensor([[-1.5] * 3, [1.5] * 3])
 C2W = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4.0]])
@@ -23,7 +24,7 @@ META = {"ndc": False, "height": 24, "width": 24, "fx": 30.0, "fy": 30.0, "cx": 1
 
 def make_workload(empty_half: bool = False, **kw):
     torch.manual_seed(0)
-    cfg = preset("tiny")
+    cfg = preset("tiny", **TINY_MODEL)
     model = NGPField(cfg, AABB)
     grid = OccupancyGrid(AABB, cfg["grid_res"])
     if empty_half:

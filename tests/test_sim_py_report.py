@@ -6,15 +6,10 @@ import sys
 
 import pytest
 
-from hero.train import default_config, train
 
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    res = train(default_config(preset="tiny", out=str(out), steps=30, progress=False, save_renders=False,
-                               test_views=2))
-    return res["checkpoint"]
+@pytest.fixture
+def ckpt(tiny_ckpt):
+    return tiny_ckpt
 
 
 def run(*args):

@@ -1,0 +1,123 @@
+"""Export of a quantized model: every integer and register the accelerator loads (docs/quant.md).
+
+One .npz file, format "hero-qmodel/1":
+- `meta`: JSON text: format, grid (levels, features, log2t, word_bits), the HEU's per-level config
+  records (exactly rtl.heu's config fields), the MLP layers (name, weight bits, K, C, input format,
+  requant registers or null, relu_after, w_scale, out_scale), the host's float scales
+  (enc_scale, sh_scale) and the policy;
+- `table_memory`: uint64 array, the HEU table memory image (word a at index a, bit-packed levels);
+- `table_LL`: int8 array (entries, F), level LL's table values (the same data, unpacked);
+- `weight_<layer>`: int8 array (K, C), the layer's weights (layer name with '.' as '_').
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hero import intarith as ia
+
+FORMAT = "hero-qmodel/1"
+
+
+@dataclass
+class ExportedLayer:
+    name: str
+    bits: int
+    weights: np.ndarray  # (K, C) int
+    in_format: ia.IntFormat
+    rq: ia.Requant | None
+    relu_after: bool
+    w_scale: float
+    out_scale: float
+
+
+@dataclass
+class QuantizedExport:
+    meta: dict
+    levels: list[ia.HashLevel]
+    tables: list[np.ndarray]
+    table_memory: np.ndarray
+    layers: list[ExportedLayer]
+
+    @property
+    def log2t(self) -> int:
+        return self.meta["grid"]["log2t"]
+
+    @property
+    def features(self) -> int:
+        return self.meta["grid"]["features"]
+
+    @property
+    def word_bits(self) -> int:
+        return self.meta["grid"]["word_bits"]
+
+    def layer(self, name: str) -> ExportedLayer:
+        return next(x for x in self.layers if x.name == name)
+
+
+def _key(name: str) -> str:
+    return "weight_" + name.replace(".", "_")
+
+
+def export(qn, path: str | Path) -> Path:
+    """Write the quantized model `qn` (hero.quant.qnerf.QuantizedNeRF) atomically to `path`."""
+    path = Path(path)
+    tables = [t.numpy().astype(np.int8) for t in qn.tables_int()]
+    image = ia.hash_memory_image(qn.levels, tables, qn.word_bits)
+    memory = np.zeros(qn.table_words, dtype=np.uint64)
+    for addr, word in image.items():
+        memory[addr] = word
+    meta = {
+        "format": FORMAT,
+        "grid": {"levels": len(qn.levels), "features": qn.grid.features, "log2t": qn.grid.log2T,
+                 "word_bits": qn.word_bits, "table_words": qn.table_words},
+        "heu_config": [{"level": i, "scale": lv.scale, "resolution": lv.resolution, "dense": int(lv.dense),
+                        "entries": lv.entries, "bits": lv.bits, "base": lv.base, "rq_mult": lv.rq.mult,
+                        "rq_shift": lv.rq.shift} for i, lv in enumerate(qn.levels)],
+        "layers": [{"name": q.name, "bits": q.bits, "k": int(q.w_int.shape[0]), "c": int(q.w_int.shape[1]),
+                    "in_bits": q.in_fmt.bits, "in_signed": q.in_fmt.signed,
+                    "rq": None if q.rq is None else {"mult": q.rq.mult, "shift": q.rq.shift, "relu": q.rq.relu,
+                                                     "out_bits": q.rq.out_bits},
+                    "relu_after": q.relu_after, "w_scale": q.w_scale, "out_scale": q.out_scale}
+                   for q in qn.layers],
+        "host": {"enc_scale": qn.enc_scale, "sh_scale": qn.sh_scale},
+        "policy": qn.policy.to_dict(),
+    }
+    arrays = {"meta": np.array(json.dumps(meta)), "table_memory": memory}
+    arrays.update({f"table_{i:02d}": t for i, t in enumerate(tables)})
+    arrays.update({_key(q.name): q.w_int.numpy().astype(np.int8) for q in qn.layers})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(f.name, path)
+    return path
+
+
+def load_export(path: str | Path) -> QuantizedExport:
+    path = Path(path)
+    try:
+        z = np.load(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    with z:
+        meta = json.loads(str(z["meta"]))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
+        levels = [ia.HashLevel(c["scale"], c["resolution"], bool(c["dense"]), c["entries"], c["bits"], c["base"],
+                               ia.Requant(c["rq_mult"], c["rq_shift"], relu=False, out_bits=ia.ACT_BITS))
+                  for c in meta["heu_config"]]
+        tables = [z[f"table_{i:02d}"].astype(np.int64) for i in range(len(levels))]
+        layers = []
+        for x in meta["layers"]:
+            rq = None if x["rq"] is None else ia.Requant(x["rq"]["mult"], x["rq"]["shift"], x["rq"]["relu"],
+                                                         x["rq"]["out_bits"])
+            layers.append(ExportedLayer(x["name"], x["bits"], z[_key(x["name"])].astype(np.int64),
+                                        ia.IntFormat(x["in_bits"], x["in_signed"]), rq, x["relu_after"],
+                                        x["w_scale"], x["out_scale"]))
+        return QuantizedExport(meta, levels, tables, z["table_memory"], layers)

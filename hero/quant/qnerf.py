@@ -1,0 +1,278 @@
+"""The NeRF quantized the way the accelerator computes it (docs/quant.md).
+
+QuantizedNeRF(model, policy, ranges) holds every integer the hardware needs: per-level tables at
+b_l bits with their HEU registers, per-layer weights at b bits, and per-layer requantization
+(multiplier, shift, fused ReLU). Two forward paths use the same integers:
+
+- `forward_fake`: float and differentiable (straight-through rounding), for fast PSNR and QAT;
+- `forward_int`: the exact integer formats of the RTL through hero.intarith: hash_encode (the HEU's
+  arithmetic) and linear_layer (the MLP engine's bit-serial MAC and requantizer).
+
+Per-input-channel scales (the colour net's input joins geometry features and SH values) are folded
+into the weights before they are quantized, so each layer needs one requantization per tensor.
+What stays in float, on the host: the density activation trunc_exp(acc * s_w) and the colour
+sigmoid(acc * s_w) of the last layers (from the engine's raw accumulators), the SH encoding of view
+directions (quantized on the host to the colour net's input format), and volume rendering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hero import intarith as ia
+from hero.nerf.model import sh_encode, trunc_exp
+
+from .policy import Policy
+
+WORD_BITS = 32  # HEU table memory word (rtl.gen heu default)
+OUTPUT_LAYERS = {"density.fc1", "color.fc2"}  # their accumulators leave the engine for the host
+
+
+def round_half_up(x: torch.Tensor) -> torch.Tensor:
+    return torch.floor(x + 0.5)
+
+
+def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """q in the forward pass, the gradient of x in the backward pass."""
+    return x + (q - x).detach()
+
+
+def symmetric_scale(x: torch.Tensor, bits: int) -> float:
+    return max(float(x.detach().abs().max()), 1e-12) / ((1 << (bits - 1)) - 1)
+
+
+def quantize_symmetric(x: torch.Tensor, bits: int, scale: float) -> torch.Tensor:
+    """Integers in the symmetric range +-(2**(bits-1) - 1) (round half to even), as float."""
+    qmax = (1 << (bits - 1)) - 1
+    return torch.clamp(torch.round(x / scale), -qmax, qmax)
+
+
+@dataclass
+class Ranges:
+    """Activation ranges calibrated on training samples (max |x|, or a high quantile)."""
+
+    encoding: float
+    inputs: dict[str, float]  # per layer input; color.fc0 has 'color.fc0.geo' and 'color.fc0.sh'
+
+
+@torch.no_grad()
+def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, quantile: float = 0.9999) -> Ranges:
+    """Run the float model on training samples and record each quantized activation's range."""
+
+    def r(t: torch.Tensor) -> float:
+        t = t.detach().abs().flatten().float()
+        if t.numel() > 1 << 20:
+            t = t[torch.randint(0, t.numel(), (1 << 20,), generator=torch.Generator().manual_seed(0))]
+        return max(float(torch.quantile(t, quantile)) if quantile < 1 else float(t.max()), 1e-6)
+
+    e = model.grid(model.normalize(positions))
+    h0 = torch.relu(model.density.fc0(e))
+    h1 = model.density.fc1(h0)
+    sh = sh_encode(directions)
+    c0 = torch.relu(model.color.fc0(torch.cat([h1[:, 1:], sh], -1)))
+    c1 = torch.relu(model.color.fc1(c0))
+    return Ranges(r(e), {"density.fc1": r(h0), "color.fc0.geo": r(h1[:, 1:]), "color.fc0.sh": r(sh),
+                         "color.fc1": r(c0), "color.fc2": r(c1)})
+
+
+@dataclass
+class QLayer:
+    name: str
+    bits: int  # weight bits
+    in_fmt: ia.IntFormat  # input activation format
+    in_scale: torch.Tensor  # (K,) real value of one input LSB, per input channel
+    w_scale: float  # real value of one accumulator LSB
+    w_int: torch.Tensor  # (K, C) int64, in the symmetric range of `bits`
+    rq: ia.Requant | None  # to the next layer's input (None: accumulators go to the host)
+    out_scale: float  # real value of one output LSB after rq (the effective M/2^S scale)
+    relu_after: bool = False  # ReLU not fused: requantize to signed, then ReLU
+
+
+class QuantizedNeRF:
+    def __init__(self, model, policy: Policy, ranges: Ranges, fuse_relu: bool = True, word_bits: int = WORD_BITS):
+        self.model, self.policy, self.ranges = model, policy, ranges
+        self.fuse_relu, self.word_bits = fuse_relu, word_bits
+        self.grid = model.grid
+        self.refresh()
+
+    # -- quantization of the current float parameters ------------------------------------------------
+
+    def refresh(self) -> None:
+        """(Re)derive every integer and scale from the model's current float parameters."""
+        g, pol = self.grid, self.policy
+        self.level_names = [f"grid.level{p['level']:02d}" for p in g.params]
+        self.table_bits = [pol.tables[n] for n in self.level_names]
+        self.table_scale = [symmetric_scale(g.table(i), b) for i, b in enumerate(self.table_bits)]
+        self.enc_scale = self.ranges.encoding / 127.0
+        base, self.levels = 0, []
+        for i, p in enumerate(g.params):
+            b = self.table_bits[i]
+            lv = ia.HashLevel(ia.hash_scale_register(p["scale"]), p["resolution"], p["dense"], p["entries"], b,
+                              base, ia.hash_level_requant(self.table_scale[i], self.enc_scale)).check(g.log2T)
+            self.levels.append(lv)
+            base += ia.hash_words_per_level(p["entries"], g.features, b, self.word_bits)
+        self.table_words = base
+        # Every level's requantization ends on its own effective scale; the common s8 scale is the
+        # calibrated one, and the per-level deviation (< 2**-15 relative) is part of the HEU's error.
+        self.layers = self._quantize_layers()
+
+    def _act(self, name: str) -> int:
+        return self.policy.activations[name]
+
+    def _requant_to(self, acc_scale: float, next_name: str, relu: bool, range_: float):
+        """Requant to the next layer's input: u(a) with the ReLU fused, or s(a)."""
+        a = self._act(next_name)
+        levels = (1 << a) - 1 if relu else (1 << (a - 1)) - 1
+        rq = ia.Requant.from_scale(acc_scale / (range_ / levels), relu=relu, out_bits=a)
+        return rq, acc_scale / rq.scale
+
+    def _quantize_layers(self) -> list[QLayer]:
+        m, r = self.model, self.ranges.inputs
+        geo = m.cfg["geo_features"]
+        specs = [  # name, linear, input format, per-channel input scale
+            ("density.fc0", m.density.fc0, ia.IntFormat(8, True), None),
+            ("density.fc1", m.density.fc1, None, None),
+            ("color.fc0", m.color.fc0, None, None),
+            ("color.fc1", m.color.fc1, None, None),
+            ("color.fc2", m.color.fc2, None, None),
+        ]
+        layers: list[QLayer] = []
+        in_scale = torch.full((m.density.fc0.in_features,), self.enc_scale, dtype=torch.float64)
+        in_fmt = ia.IntFormat(8, True)
+        sh_scale = 0.0
+        for idx, (name, lin, _, _) in enumerate(specs):
+            if name == "color.fc0":
+                a = self._act(name)
+                sh_scale = r["color.fc0.sh"] / ((1 << (a - 1)) - 1)
+                geo_scale = layers[-1].out_scale
+                in_scale = torch.tensor([geo_scale] * geo + [sh_scale] * 16, dtype=torch.float64)
+                in_fmt = ia.IntFormat(a, True)
+            bits = self.policy.weights[name]
+            w_folded = lin.weight.detach().double().t() * in_scale[:, None]  # (K, C)
+            w_scale = symmetric_scale(w_folded, bits)
+            w_int = quantize_symmetric(w_folded, bits, w_scale).long()
+            rq, out_scale, relu_after = None, w_scale, False
+            if name == "density.fc1":  # geometry features: signed, no activation
+                rq, out_scale = self._requant_to(w_scale, "color.fc0", False, r["color.fc0.geo"])
+            elif name not in OUTPUT_LAYERS:
+                nxt = specs[idx + 1][0]
+                rq, out_scale = self._requant_to(w_scale, nxt, self.fuse_relu, r[nxt])
+                relu_after = not self.fuse_relu
+            layers.append(QLayer(name, bits, in_fmt, in_scale, w_scale, w_int, rq, out_scale, relu_after))
+            if rq is not None and name != "density.fc1":
+                in_scale = torch.full((lin.out_features,), out_scale, dtype=torch.float64)
+                in_fmt = rq.out_format
+        self.sh_scale = sh_scale
+        return layers
+
+    # -- the integer path: exactly the hardware ------------------------------------------------------
+
+    def tables_int(self) -> list[torch.Tensor]:
+        return [quantize_symmetric(self.grid.table(i).detach(), b, s).long()
+                for i, (b, s) in enumerate(zip(self.table_bits, self.table_scale, strict=True))]
+
+    @torch.no_grad()
+    def encode_int(self, x01: torch.Tensor) -> torch.Tensor:
+        """HEU output, (N, L*F) s8, from positions in [0, 1)^3."""
+        pos = torch.from_numpy(ia.hash_position(x01.detach().cpu().double().numpy()))
+        return ia.hash_encode(pos, self.levels, self.tables_int(), self.grid.log2T)
+
+    @staticmethod
+    def _requant_int(q: QLayer, acc: torch.Tensor) -> torch.Tensor:
+        y = ia.requantize(acc, q.rq)
+        return y.clamp(min=0) if q.relu_after else y
+
+    @torch.no_grad()
+    def trace_int(self, positions: torch.Tensor, directions: torch.Tensor) -> dict:
+        """Every integer on the way: 'encoding' (HEU output), and per layer 'in.<name>' and 'acc.<name>'."""
+        q = {layer.name: layer for layer in self.layers}
+        t = {"encoding": self.encode_int(self.model.normalize(positions))}
+
+        def run(name: str, x: torch.Tensor) -> torch.Tensor:
+            t[f"in.{name}"] = x
+            t[f"acc.{name}"] = acc = ia.linear_layer(x, q[name].w_int, q[name].bits, None, q[name].in_fmt)
+            return acc
+
+        h = self._requant_int(q["density.fc0"], run("density.fc0", t["encoding"]))
+        acc1 = run("density.fc1", h)
+        geo = ia.requantize(acc1[:, 1:], q["density.fc1"].rq)
+        fmt = q["color.fc0"].in_fmt
+        sh = fmt.saturate(round_half_up(sh_encode(directions).double() / self.sh_scale).long())
+        c = self._requant_int(q["color.fc0"], run("color.fc0", torch.cat([geo, sh], -1)))
+        c = self._requant_int(q["color.fc1"], run("color.fc1", c))
+        run("color.fc2", c)
+        return t
+
+    @torch.no_grad()
+    def forward_int(self, positions: torch.Tensor, directions: torch.Tensor):
+        """Density [N] and colour [N, 3], through the integer formats of the RTL."""
+        t = self.trace_int(positions, directions)
+        q = {layer.name: layer for layer in self.layers}
+        sigma = trunc_exp(t["acc.density.fc1"][:, 0].double() * q["density.fc1"].w_scale).float()
+        rgb = torch.sigmoid(t["acc.color.fc2"].double() * q["color.fc2"].w_scale).float()
+        return sigma, rgb
+
+    # -- the fake-quant path: float, differentiable ----------------------------------------------------
+
+    def _fq_weight(self, q: QLayer, lin) -> torch.Tensor:
+        """Quantized folded weights back in the input's real units: (K, C), straight-through."""
+        w_folded = lin.weight.t().double() * q.in_scale[:, None]
+        w_q = ste(w_folded, quantize_symmetric(w_folded, q.bits, q.w_scale) * q.w_scale)
+        return (w_q / q.in_scale[:, None]).float()
+
+    @staticmethod
+    def _fq_act(y: torch.Tensor, q: QLayer) -> torch.Tensor:
+        """The requantizer on real values: y = acc * w_scale -> the next layer's input."""
+        fmt = q.rq.out_format
+        v = ste(y, torch.clamp(round_half_up(y / q.out_scale), fmt.min, fmt.max) * q.out_scale)
+        return torch.relu(v) if q.relu_after else v
+
+    def forward_fake(self, positions: torch.Tensor, directions: torch.Tensor):
+        m = self.model
+        q = {layer.name: layer for layer in self.layers}
+        tables = []
+        for i, (b, s) in enumerate(zip(self.table_bits, self.table_scale, strict=True)):
+            t = self.grid.table(i)
+            tables.append(ste(t, quantize_symmetric(t, b, s) * s))
+        emb = torch.cat(tables)
+        e = encode_with(self.grid, m.normalize(positions), emb)
+        e = ste(e, torch.clamp(round_half_up(e / self.enc_scale), -128, 127) * self.enc_scale)
+        h0 = self._fq_act(e @ self._fq_weight(q["density.fc0"], m.density.fc0), q["density.fc0"])
+        h1 = h0 @ self._fq_weight(q["density.fc1"], m.density.fc1)
+        sigma = trunc_exp(h1[:, 0])
+        geo = self._fq_act(h1[:, 1:], q["density.fc1"])
+        a = q["color.fc0"].in_fmt
+        sh = sh_encode(directions)
+        sh = ste(sh, torch.clamp(round_half_up(sh / self.sh_scale), a.min, a.max) * self.sh_scale)
+        c = torch.cat([geo, sh], -1)
+        c = self._fq_act(c @ self._fq_weight(q["color.fc0"], m.color.fc0), q["color.fc0"])
+        c = self._fq_act(c @ self._fq_weight(q["color.fc1"], m.color.fc1), q["color.fc1"])
+        rgb = torch.sigmoid(c @ self._fq_weight(q["color.fc2"], m.color.fc2))
+        return sigma, rgb
+
+    # -- size ------------------------------------------------------------------------------------------
+
+    def size_bits(self) -> dict[str, int]:
+        """Model size: tables and weights at their bit widths, plus scales and requant registers."""
+        tables = sum(p["entries"] * p["features"] * b for p, b in zip(self.grid.params, self.table_bits, strict=True))
+        weights = sum(int(q.w_int.numel()) * q.bits for q in self.layers)
+        # Per level: scale register (25) + requant (16 + 6); per layer: requant (16 + 6) + float scale (32).
+        scales = len(self.levels) * (ia.HASH_SCALE_BITS + 22) + len(self.layers) * (22 + 32) + 2 * 32
+        return {"tables": tables, "weights": weights, "scales": scales, "total": tables + weights + scales}
+
+
+def fp32_size_bits(model) -> int:
+    return 32 * sum(info["params"] for _, _, info in model.quant_units())
+
+
+def encode_with(grid, x01: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    """The grid's float encoding with other (e.g. quantized) embeddings; native kernel on CPU."""
+    from hero.nerf import hashgrid
+
+    x01 = x01.float()
+    if grid.native_ok(x01):
+        return hashgrid._NativeEncode.apply(x01.contiguous(), embeddings.float().contiguous(),
+                                            (grid, torch.get_num_threads()))
+    return hashgrid.encode_reference(x01, embeddings.float(), grid.params)

@@ -1,0 +1,137 @@
+"""hero.quant: policies, the fake-quant and integer paths, size, export."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hero import checkpoint
+from hero import intarith as ia
+from hero.data.scene import load_scene
+from hero.quant.calib import training_samples
+from hero.quant.export import export as export_model
+from hero.quant.export import load_export
+from hero.quant.policy import Policy, PolicyError, load_policy, policy_from_dict
+from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges, fp32_size_bits
+
+MIXED = {"tables": [8, 5, 3, 2], "weights": [8, 4, 6, 3, 5], "activations": [8, 6, 5, 4, 7]}
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_ckpt):
+    model, meta = checkpoint.load(tiny_ckpt)
+    scene = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
+    pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=256)
+    return model, pos, dirs, calibrate_ranges(model, pos, dirs)
+
+
+def mixed_policy(model) -> Policy:
+    units = model.quant_units()
+    levels = [n for n, k, _ in units if k == "hash_level"]
+    layers = [n for n, k, _ in units if k == "linear"]
+    return Policy(dict(zip(levels, MIXED["tables"], strict=True)), dict(zip(layers, MIXED["weights"], strict=True)),
+                  dict(zip(layers, MIXED["activations"], strict=True)))
+
+
+def test_policy_roundtrip_and_errors(setup, tmp_path):
+    model = setup[0]
+    pol = mixed_policy(model)
+    pol.save(tmp_path / "p.json")
+    assert load_policy(tmp_path / "p.json", model) == pol
+    raw = pol.to_dict()
+    cases = [
+        ({**raw, "tables": {k: v for k, v in raw["tables"].items() if k != "grid.level02"}},
+         "tables has no entry for grid.level02"),
+        ({**raw, "weights": {**raw["weights"], "density.fc9": 4}}, "weights names unknown unit(s) density.fc9"),
+        ({**raw, "weights": {**raw["weights"], "color.fc1": 9}}, "weights.color.fc1 must be an integer in 2..8"),
+        ({**raw, "activations": {**raw["activations"], "density.fc0": 4}}, "activations.density.fc0 is the hash"),
+        ({**raw, "format": "other"}, "format 'other' is not"),
+        ([1, 2], "expected a JSON object"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(PolicyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            policy_from_dict(bad, model, "p.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(PolicyError, match="bad.json: not valid JSON"):
+        load_policy(tmp_path / "bad.json", model)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_fake_quant_and_integer_paths_agree(setup, fuse):
+    model, pos, dirs, ranges = setup
+    qn = QuantizedNeRF(model, mixed_policy(model), ranges, fuse_relu=fuse)
+    n = 2000
+    with torch.no_grad():
+        sf, cf = qn.forward_fake(pos[:n], dirs[:n])
+    si, ci = qn.forward_int(pos[:n], dirs[:n])
+    # The paths share every integer; they differ only by the HEU's fixed-point position and weights
+    # (docs/arithmetic.md section 6), which flips an output code now and then.
+    assert float((cf - ci).abs().mean()) < 2e-3
+    assert float(((sf - si).abs() / (sf.abs() + 1e-2)).mean()) < 2e-2
+
+
+def test_integer_path_uses_the_formats_of_the_policy(setup):
+    model, pos, dirs, ranges = setup
+    qn = QuantizedNeRF(model, mixed_policy(model), ranges)
+    t = qn.trace_int(pos[:500], dirs[:500])
+    assert ia.IntFormat(8, True).check(t["encoding"]) is not None
+    for q, a in zip(qn.layers, MIXED["activations"], strict=True):
+        assert q.in_fmt.bits == a
+        q.in_fmt.check(t[f"in.{q.name}"], q.name)  # every input fits its format
+        ia.weight_format(q.bits).check(q.w_int, q.name)
+        assert q.w_int.abs().max() <= (1 << (q.bits - 1)) - 1  # symmetric range
+    assert qn.layers[1].in_fmt == ia.IntFormat(6, False)  # after a fused ReLU: unsigned
+    assert qn.layers[2].in_fmt == ia.IntFormat(5, True)  # geometry features and SH: signed
+    for lv, b in zip(qn.levels, MIXED["tables"], strict=True):
+        assert lv.bits == b
+
+
+def test_eight_bits_is_close_to_float_and_two_bits_is_not(setup):
+    model, pos, dirs, ranges = setup
+    with torch.no_grad():
+        _, c0 = model(pos, dirs)
+        err = {b: float((QuantizedNeRF(model, Policy.uniform(model, b), ranges).forward_fake(pos, dirs)[1] - c0)
+                        .abs().mean()) for b in (8, 2)}
+    assert err[8] < 5e-3 and err[2] > 2 * err[8]
+
+
+def test_fake_quant_is_differentiable(setup):
+    model, pos, dirs, ranges = setup
+    qn = QuantizedNeRF(model, Policy.uniform(model, 4), ranges)
+    model.zero_grad()
+    _, rgb = qn.forward_fake(pos[:256], dirs[:256])
+    rgb.sum().backward()
+    assert model.color.fc0.weight.grad.abs().sum() > 0 and model.grid.embeddings.grad.abs().sum() > 0
+    model.zero_grad()
+
+
+def test_size_counts_bits(setup):
+    model, _, _, ranges = setup
+    q8, q4 = (QuantizedNeRF(model, Policy.uniform(model, b), ranges).size_bits() for b in (8, 4))
+    assert q8["tables"] == 2 * q4["tables"] and q8["weights"] == 2 * q4["weights"]
+    params = sum(info["params"] for _, _, info in model.quant_units())
+    assert q8["tables"] + q8["weights"] == 8 * params and fp32_size_bits(model) == 32 * params
+    assert 0 < q8["scales"] < 0.01 * q8["total"]
+
+
+def test_export_roundtrip(setup, tmp_path):
+    model, pos, dirs, ranges = setup
+    qn = QuantizedNeRF(model, mixed_policy(model), ranges)
+    path = export_model(qn, tmp_path / "q.npz")
+    ex = load_export(path)
+    assert ex.levels == qn.levels
+    for t_ex, t in zip(ex.tables, qn.tables_int(), strict=True):
+        np.testing.assert_array_equal(t_ex, t.numpy())
+    for lx, q in zip(ex.layers, qn.layers, strict=True):
+        np.testing.assert_array_equal(lx.weights, q.w_int.numpy())
+        assert (lx.rq, lx.in_format, lx.bits) == (q.rq, q.in_fmt, q.bits)
+    # The packed memory image unpacks to the tables, at every level's base and width.
+    for lv, t in zip(ex.levels, ex.tables, strict=True):
+        idx = np.arange(len(t))
+        got = ia.hash_unpack_entries(ex.table_memory.tolist(), idx, ex.features, lv.bits, ex.word_bits, lv.base)
+        np.testing.assert_array_equal(got, t)
+    meta = json.loads(json.dumps(ex.meta))
+    assert meta["format"] == "hero-qmodel/1" and meta["policy"]["tables"]["grid.level03"] == 2
+    with pytest.raises(ValueError, match="no such file"):
+        load_export(tmp_path / "none.npz")
