@@ -9,11 +9,12 @@ import torch
 from hero import checkpoint
 from hero import intarith as ia
 from hero.data.scene import load_scene
+from hero.nerf.model import sh_encode
 from hero.quant.calib import training_samples
 from hero.quant.export import export as export_model
 from hero.quant.export import load_export
 from hero.quant.policy import Policy, PolicyError, load_policy, policy_from_dict
-from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges, fp32_size_bits
+from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges, fp32_size_bits, quantize_symmetric
 
 MIXED = {"tables": [8, 5, 3, 2], "weights": [8, 4, 6, 3, 5], "activations": [8, 6, 5, 4, 7]}
 
@@ -63,8 +64,8 @@ def test_fake_quant_and_integer_paths_agree(setup, fuse):
     qn = QuantizedNeRF(model, mixed_policy(model), ranges, fuse_relu=fuse)
     n = 2000
     with torch.no_grad():
-        sf, cf = qn.forward_fake(pos[:n], dirs[:n])
-    si, ci = qn.forward_int(pos[:n], dirs[:n])
+        sf, cf = qn.forward_fake(pos[:n], sh_encode(dirs[:n]))
+    si, ci = qn.forward_int(pos[:n], sh_encode(dirs[:n]))
     # The paths share every integer; they differ only by the HEU's fixed-point position and weights
     # (docs/arithmetic.md section 6), which flips an output code now and then.
     assert float((cf - ci).abs().mean()) < 2e-3
@@ -74,7 +75,7 @@ def test_fake_quant_and_integer_paths_agree(setup, fuse):
 def test_integer_path_uses_the_formats_of_the_policy(setup):
     model, pos, dirs, ranges = setup
     qn = QuantizedNeRF(model, mixed_policy(model), ranges)
-    t = qn.trace_int(pos[:500], dirs[:500])
+    t = qn.trace_int(pos[:500], sh_encode(dirs[:500]))
     assert ia.IntFormat(8, True).check(t["encoding"]) is not None
     for q, a in zip(qn.layers, MIXED["activations"], strict=True):
         assert q.in_fmt.bits == a
@@ -89,9 +90,10 @@ def test_integer_path_uses_the_formats_of_the_policy(setup):
 
 def test_eight_bits_is_close_to_float_and_two_bits_is_not(setup):
     model, pos, dirs, ranges = setup
+    sh = sh_encode(dirs)
     with torch.no_grad():
         _, c0 = model(pos, dirs)
-        err = {b: float((QuantizedNeRF(model, Policy.uniform(model, b), ranges).forward_fake(pos, dirs)[1] - c0)
+        err = {b: float((QuantizedNeRF(model, Policy.uniform(model, b), ranges).forward_fake(pos, sh)[1] - c0)
                         .abs().mean()) for b in (8, 2)}
     assert err[8] < 5e-3 and err[2] > 2 * err[8]
 
@@ -100,7 +102,7 @@ def test_fake_quant_is_differentiable(setup):
     model, pos, dirs, ranges = setup
     qn = QuantizedNeRF(model, Policy.uniform(model, 4), ranges)
     model.zero_grad()
-    _, rgb = qn.forward_fake(pos[:256], dirs[:256])
+    _, rgb = qn.forward_fake(pos[:256], sh_encode(dirs[:256]))
     rgb.sum().backward()
     assert model.color.fc0.weight.grad.abs().sum() > 0 and model.grid.embeddings.grad.abs().sum() > 0
     model.zero_grad()
@@ -135,3 +137,26 @@ def test_export_roundtrip(setup, tmp_path):
     assert meta["format"] == "hero-qmodel/1" and meta["policy"]["tables"]["grid.level03"] == 2
     with pytest.raises(ValueError, match="no such file"):
         load_export(tmp_path / "none.npz")
+
+
+def test_kmeans_tables_beat_uniform_at_low_bits(setup):
+    """Clustered tables fit the value distribution: less table error than uniform at 2 and 3 bits."""
+    from hero.quant.kmeans import kmeans_1d
+
+    model, pos, dirs, ranges = setup
+    table = model.grid.table(3).detach()
+    for bits in (2, 3):
+        cb, idx = kmeans_1d(table, 1 << bits)
+        assert len(cb) == 1 << bits and (cb[1:] >= cb[:-1]).all()
+        err_k = float((cb[idx].float() - table).pow(2).mean())
+        qn = QuantizedNeRF(model, Policy.uniform(model, 8, table_bits=bits), ranges)
+        s = qn.table_scale[3]
+        err_u = float((quantize_symmetric(table, bits, s) * s - table).pow(2).mean())
+        assert err_k < err_u
+    qk = QuantizedNeRF(model, Policy.uniform(model, 8, table_bits=2), ranges, tables="kmeans")
+    assert qk.size_bits()["codebooks"] == 32 * 4 * len(qk.levels)
+    with torch.no_grad():
+        _, rgb = qk.forward_fake(pos[:200], sh_encode(dirs[:200]))
+    assert torch.isfinite(rgb).all()
+    with pytest.raises(NotImplementedError, match="no codebook stage"):
+        qk.forward_int(pos[:10], sh_encode(dirs[:10]))

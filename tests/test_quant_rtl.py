@@ -6,6 +6,7 @@ import pytest
 
 from hero import checkpoint
 from hero.data.scene import load_scene
+from hero.nerf.model import sh_encode
 from hero.quant.calib import training_samples
 from hero.quant.export import export
 from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges
@@ -24,7 +25,7 @@ def exported(tiny_ckpt, tmp_path_factory):
     pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=128)
     qn = QuantizedNeRF(model, mixed_policy(model), calibrate_ranges(model, pos, dirs))
     n = 16
-    trace = qn.trace_int(pos[:n], dirs[:n])
+    trace = qn.trace_int(pos[:n], sh_encode(dirs[:n]))
     arrays = {k: v.numpy() for k, v in trace.items()}
     from hero.intarith import hash_position
 

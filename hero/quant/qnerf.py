@@ -24,6 +24,7 @@ import torch
 from hero import intarith as ia
 from hero.nerf.model import sh_encode, trunc_exp
 
+from .kmeans import assign, kmeans_1d
 from .policy import Policy
 
 WORD_BITS = 32  # HEU table memory word (rtl.gen heu default)
@@ -91,9 +92,12 @@ class QLayer:
 
 
 class QuantizedNeRF:
-    def __init__(self, model, policy: Policy, ranges: Ranges, fuse_relu: bool = True, word_bits: int = WORD_BITS):
+    def __init__(self, model, policy: Policy, ranges: Ranges, fuse_relu: bool = True, word_bits: int = WORD_BITS,
+                 tables: str = "uniform"):
+        if tables not in ("uniform", "kmeans"):
+            raise ValueError(f"tables must be 'uniform' or 'kmeans', got {tables!r}")
         self.model, self.policy, self.ranges = model, policy, ranges
-        self.fuse_relu, self.word_bits = fuse_relu, word_bits
+        self.fuse_relu, self.word_bits, self.table_mode = fuse_relu, word_bits, tables
         self.grid = model.grid
         self.refresh()
 
@@ -105,6 +109,8 @@ class QuantizedNeRF:
         self.level_names = [f"grid.level{p['level']:02d}" for p in g.params]
         self.table_bits = [pol.tables[n] for n in self.level_names]
         self.table_scale = [symmetric_scale(g.table(i), b) for i, b in enumerate(self.table_bits)]
+        self.codebooks = [kmeans_1d(g.table(i), 1 << b)[0] for i, b in enumerate(self.table_bits)] \
+            if self.table_mode == "kmeans" else None
         self.enc_scale = self.ranges.encoding / 127.0
         base, self.levels = 0, []
         for i, p in enumerate(g.params):
@@ -170,6 +176,9 @@ class QuantizedNeRF:
     # -- the integer path: exactly the hardware ------------------------------------------------------
 
     def tables_int(self) -> list[torch.Tensor]:
+        if self.codebooks is not None:
+            raise NotImplementedError("k-means tables have no integer path: the HEU has no codebook stage "
+                                      "(docs/quant.md); use uniform tables for the hardware")
         return [quantize_symmetric(self.grid.table(i).detach(), b, s).long()
                 for i, (b, s) in enumerate(zip(self.table_bits, self.table_scale, strict=True))]
 
@@ -185,7 +194,7 @@ class QuantizedNeRF:
         return y.clamp(min=0) if q.relu_after else y
 
     @torch.no_grad()
-    def trace_int(self, positions: torch.Tensor, directions: torch.Tensor) -> dict:
+    def trace_int(self, positions: torch.Tensor, sh: torch.Tensor) -> dict:
         """Every integer on the way: 'encoding' (HEU output), and per layer 'in.<name>' and 'acc.<name>'."""
         q = {layer.name: layer for layer in self.layers}
         t = {"encoding": self.encode_int(self.model.normalize(positions))}
@@ -199,16 +208,16 @@ class QuantizedNeRF:
         acc1 = run("density.fc1", h)
         geo = ia.requantize(acc1[:, 1:], q["density.fc1"].rq)
         fmt = q["color.fc0"].in_fmt
-        sh = fmt.saturate(round_half_up(sh_encode(directions).double() / self.sh_scale).long())
-        c = self._requant_int(q["color.fc0"], run("color.fc0", torch.cat([geo, sh], -1)))
+        sh_int = fmt.saturate(round_half_up(sh.double() / self.sh_scale).long())
+        c = self._requant_int(q["color.fc0"], run("color.fc0", torch.cat([geo, sh_int], -1)))
         c = self._requant_int(q["color.fc1"], run("color.fc1", c))
         run("color.fc2", c)
         return t
 
     @torch.no_grad()
-    def forward_int(self, positions: torch.Tensor, directions: torch.Tensor):
-        """Density [N] and colour [N, 3], through the integer formats of the RTL."""
-        t = self.trace_int(positions, directions)
+    def forward_int(self, positions: torch.Tensor, sh: torch.Tensor):
+        """Density [N] and colour [N, 3] from positions and SH-encoded directions, in the RTL's integers."""
+        t = self.trace_int(positions, sh)
         q = {layer.name: layer for layer in self.layers}
         sigma = trunc_exp(t["acc.density.fc1"][:, 0].double() * q["density.fc1"].w_scale).float()
         rgb = torch.sigmoid(t["acc.color.fc2"].double() * q["color.fc2"].w_scale).float()
@@ -229,13 +238,18 @@ class QuantizedNeRF:
         v = ste(y, torch.clamp(round_half_up(y / q.out_scale), fmt.min, fmt.max) * q.out_scale)
         return torch.relu(v) if q.relu_after else v
 
-    def forward_fake(self, positions: torch.Tensor, directions: torch.Tensor):
+    def forward_fake(self, positions: torch.Tensor, sh: torch.Tensor):
+        """As forward_int, in float with straight-through rounding (differentiable)."""
         m = self.model
         q = {layer.name: layer for layer in self.layers}
         tables = []
         for i, (b, s) in enumerate(zip(self.table_bits, self.table_scale, strict=True)):
             t = self.grid.table(i)
-            tables.append(ste(t, quantize_symmetric(t, b, s) * s))
+            if self.codebooks is not None:
+                cb = self.codebooks[i]
+                tables.append(ste(t, cb[assign(t.detach(), cb)].float()))
+            else:
+                tables.append(ste(t, quantize_symmetric(t, b, s) * s))
         emb = torch.cat(tables)
         e = encode_with(self.grid, m.normalize(positions), emb)
         e = ste(e, torch.clamp(round_half_up(e / self.enc_scale), -128, 127) * self.enc_scale)
@@ -244,7 +258,6 @@ class QuantizedNeRF:
         sigma = trunc_exp(h1[:, 0])
         geo = self._fq_act(h1[:, 1:], q["density.fc1"])
         a = q["color.fc0"].in_fmt
-        sh = sh_encode(directions)
         sh = ste(sh, torch.clamp(round_half_up(sh / self.sh_scale), a.min, a.max) * self.sh_scale)
         c = torch.cat([geo, sh], -1)
         c = self._fq_act(c @ self._fq_weight(q["color.fc0"], m.color.fc0), q["color.fc0"])
@@ -260,7 +273,28 @@ class QuantizedNeRF:
         weights = sum(int(q.w_int.numel()) * q.bits for q in self.layers)
         # Per level: scale register (25) + requant (16 + 6); per layer: requant (16 + 6) + float scale (32).
         scales = len(self.levels) * (ia.HASH_SCALE_BITS + 22) + len(self.layers) * (22 + 32) + 2 * 32
-        return {"tables": tables, "weights": weights, "scales": scales, "total": tables + weights + scales}
+        codebooks = 0 if self.codebooks is None else 32 * sum(len(cb) for cb in self.codebooks)
+        total = tables + weights + scales + codebooks
+        return {"tables": tables, "weights": weights, "scales": scales, "codebooks": codebooks, "total": total}
+
+
+class FakeQuantField:
+    """A quantized model as the renderer sees a field: forward_sh(positions, sh) -> (sigma, rgb)."""
+
+    def __init__(self, qn: QuantizedNeRF, integer: bool = False):
+        self.qn, self.integer = qn, integer
+        self.aabb = qn.model.aabb
+
+    def forward_sh(self, positions: torch.Tensor, sh: torch.Tensor):
+        return (self.qn.forward_int if self.integer else self.qn.forward_fake)(positions, sh)
+
+    def eval(self):
+        self.qn.model.eval()
+        return self
+
+
+def IntegerField(qn: QuantizedNeRF) -> FakeQuantField:  # noqa: N802 - reads as a type at call sites
+    return FakeQuantField(qn, integer=True)
 
 
 def fp32_size_bits(model) -> int:
