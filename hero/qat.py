@@ -1,0 +1,166 @@
+"""Quantization-aware fine-tuning of a trained NeRF for one policy.
+
+    python -m hero.qat --ckpt runs/NAME/checkpoint.pt --policy policy.json --out runs/NAME/qat [--steps 500]
+
+Trains the float weights through the fake-quant path (straight-through rounding), re-deriving the
+table and weight scales from the current weights every few steps; activation ranges stay as
+calibrated on training rays. Re-running the same command resumes from <out>/qat_state.pt. At the
+end it writes metrics.json (test PSNR and SSIM through the fake-quant path, size), policy.json,
+model.npz (the hardware export, for uniform tables) and test renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hero import checkpoint
+from hero.data.rays import pixel_rays
+from hero.data.scene import load_scene
+from hero.nerf.metrics import mse_to_psnr
+from hero.nerf.render import camera_meta, prepare_rays, render_rays
+
+from .quant.calib import training_samples
+from .quant.evaluate import evaluate_views
+from .quant.export import export
+from .quant.policy import Policy, PolicyError, load_policy
+from .quant.qnerf import FakeQuantField, QuantizedNeRF, Ranges, calibrate_ranges, fp32_size_bits
+
+STATE = "qat_state.pt"
+
+
+def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: int = 500, lr: float = 1e-3,
+        rays: int = 2048, refresh_every: int = 25, ckpt_every: int = 100, test_views: int | None = None,
+        fuse_relu: bool = True, tables: str = "uniform", progress: bool = True, seed: int = 0) -> dict:
+    out = Path(out)
+    model, meta = checkpoint.load(ckpt)
+    grid = meta["occupancy"]
+    if not isinstance(policy, Policy):
+        policy = load_policy(policy, model)
+    downscale = meta["config"].get("downscale", 1)
+    train_scene = load_scene(meta["data"], "train", downscale)
+    test_scene = load_scene(meta["data"], "test", downscale)
+    dt, max_steps, background = meta["dt"], meta["max_steps"], meta["background"]
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
+    state_path, step = out / STATE, 0
+    if state_path.exists():
+        st = checkpoint.load_state(state_path)
+        if st["policy"] != policy.to_dict() or st["tables"] != tables or st["fuse_relu"] != fuse_relu:
+            raise PolicyError(f"{out} holds a QAT run of another policy or mode: use another --out")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        ranges, step = Ranges(**st["ranges"]), st["step"]
+    else:
+        pos, dirs = training_samples(grid, train_scene, dt, max_steps, n_rays=4096, seed=seed)
+        ranges = calibrate_ranges(model, pos, dirs)
+    qn = QuantizedNeRF(model, policy, ranges, fuse_relu=fuse_relu, tables=tables)
+    field = FakeQuantField(qn)
+
+    def save_state():
+        checkpoint.save(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                                     "ranges": vars(ranges), "policy": policy.to_dict(), "tables": tables,
+                                     "fuse_relu": fuse_relu})
+
+    images = torch.from_numpy(train_scene.images)
+    c2w = torch.as_tensor(np.asarray(train_scene.c2w), dtype=torch.float32)
+    cam = camera_meta(train_scene)
+    rng = np.random.default_rng(seed + step)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=step, desc="QAT", unit="step", dynamic_ncols=True)
+    model.train()
+    t0 = time.perf_counter()
+    while step < steps:
+        idx = torch.from_numpy(rng.integers(0, len(c2w), rays))
+        px = torch.from_numpy(rng.integers(0, cam["width"], rays))
+        py = torch.from_numpy(rng.integers(0, cam["height"], rays))
+        o, d = prepare_rays(*pixel_rays(c2w[idx], px, py, cam["fx"], cam["fy"], cam["cx"], cam["cy"]), cam)
+        target = images[idx, py, px].float() / 255.0
+        color, _ = render_rays(field, grid, o, d, dt, max_steps, background)
+        loss = ((color - target) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % refresh_every == 0:
+            qn.refresh()
+        if step % ckpt_every == 0 or step == steps:
+            save_state()
+        if bar is not None:
+            bar.update(1)
+            lv = float(loss.detach())
+            bar.set_postfix(loss=f"{lv:.4f}", psnr=f"{mse_to_psnr(lv):.2f}")
+    if bar is not None:
+        bar.close()
+    qn.refresh()
+    model.eval()
+    ev = evaluate_views(field, grid, test_scene, dt, max_steps, background, test_views, out / "renders")
+    size = qn.size_bits()
+    result = {"psnr": ev["psnr"], "ssim": ev["ssim"], "test_views": ev["views"], "steps": step,
+              "size_bits": size, "fp32_bits": fp32_size_bits(model),
+              "compression": fp32_size_bits(model) / size["total"], "seconds": time.perf_counter() - t0,
+              "policy": policy.to_dict(), "tables": tables, "fuse_relu": fuse_relu}
+    policy.save(out / "policy.json")
+    if tables == "uniform":
+        export(qn, out / "model.npz")
+    _write_json(out / "metrics.json", result)
+    return result
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(f.name, path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hero.qat", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, required=True, help="checkpoint from python -m hero.train")
+    ap.add_argument("--policy", required=True, help="policy JSON file, or uniformN (e.g. uniform4)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--rays", type=int, default=2048, help="rays per step")
+    ap.add_argument("--test-views", type=int, default=None, help="evaluate the first N test views (default all)")
+    ap.add_argument("--tables", choices=("uniform", "kmeans"), default="uniform")
+    ap.add_argument("--no-fuse-relu", action="store_true", help="quantize before the ReLU (for comparison)")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    if not a.ckpt.is_file():
+        ap.error(f"--ckpt {a.ckpt}: no such file")
+    if a.steps < 0 or a.rays < 1:
+        ap.error("--steps must be >= 0 and --rays >= 1")
+    try:
+        policy = a.policy
+        if policy.startswith("uniform") and policy[7:].isdigit():
+            model, _ = checkpoint.load(a.ckpt)
+            bits = int(policy[7:])
+            if not 2 <= bits <= 8:
+                ap.error(f"--policy {policy}: uniform bits must be 2..8")
+            policy = Policy.uniform(model, bits)
+        res = qat(a.ckpt, policy, a.out, steps=a.steps, lr=a.lr, rays=a.rays, test_views=a.test_views,
+                  fuse_relu=not a.no_fuse_relu, tables=a.tables, progress=not a.no_progress)
+    except (PolicyError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"QAT {res['steps']} steps: test PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f}, "
+          f"{res['size_bits']['total'] / 8 / 1024:.1f} KiB ({res['compression']:.1f}x smaller than FP32) "
+          f"-> {a.out / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
