@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     heu_free = heu_bench.native_speed(len(wl.levels), wl.levels[0].features, min(wl.log2t, 14), 32, n_points=2000)
     mlp_rate = mlp_free["cycles"] / mlp_free["seconds"]
     heu_rate = heu_free["cycles"] / heu_free["seconds"]
-    heu_cycles = last.details["lookups"] / 8 * 8 / hw.heu_lanes  # one lookup per cycle and lane
+    heu_cycles = last.details["lookups"] / hw.heu_lanes  # one lookup per cycle and lane
     verilator_s = last.mlp / mlp_rate + heu_cycles / heu_rate
     speedup = verilator_s / (query_ms / 1e3)
     print(f"Verilator (free-running C++): MLP engine {hw.pe_rows}x{hw.pe_cols} {mlp_rate:,.0f} cycles/s, "
