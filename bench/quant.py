@@ -1,0 +1,121 @@
+"""Quantization on lego: PSNR and size of FP32, uniform policies (post-training and after QAT),
+k-means against uniform tables, fused against unfused ReLU, and a mixed policy.
+
+    python -m bench.quant [--ckpt runs/bench_lego/checkpoint.pt] [--views 5] [--qat-steps 300]
+
+The checkpoint is the cpu-preset lego model of `python -m bench.train_lego`. PSNR is on the first
+`--views` test views, through the fake-quant path (which tests/test_quant.py shows equal to the
+integer path up to the HEU's documented fixed-point error). Sizes count tables, weights, scales
+and codebooks in bits. Last line:
+fp32_psnr=<x> int8_ptq_drop_db=<d> best_compression=<c> best_compression_drop_db=<d>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from hero import checkpoint
+from hero.data.scene import load_scene
+from hero.qat import qat
+from hero.quant.calib import training_samples
+from hero.quant.evaluate import evaluate_views
+from hero.quant.policy import Policy
+from hero.quant.qnerf import FakeQuantField, QuantizedNeRF, calibrate_ranges, fp32_size_bits
+
+DEFAULT_CKPT = Path("runs/bench_lego/checkpoint.pt")
+
+
+def mixed_policy(model) -> Policy:
+    """Coarse levels (small, often on chip) at 6 bits, fine levels at 4; MLP weights 6/5, the output layers 8."""
+    pol = Policy.uniform(model, 6)
+    levels = sorted(pol.tables)
+    for name in levels[len(levels) // 2:]:
+        pol.tables[name] = 4
+    pol.weights.update({"density.fc0": 5, "color.fc0": 5, "color.fc1": 5})
+    for name in pol.activations:
+        pol.activations[name] = 8 if name == "density.fc0" else 6
+    return pol
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.quant", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
+    ap.add_argument("--views", type=int, default=5, help="test views for PSNR")
+    ap.add_argument("--qat-steps", type=int, default=300)
+    ap.add_argument("--out", type=Path, default=Path("runs/bench_quant"))
+    a = ap.parse_args(argv)
+    if not a.ckpt.is_file():
+        ap.error(f"--ckpt {a.ckpt}: no such file (train one with `python -m bench.train_lego`)")
+    t0 = time.perf_counter()
+    model, meta = checkpoint.load(a.ckpt)
+    grid = meta["occupancy"]
+    downscale = meta["config"].get("downscale", 1)
+    train_scene = load_scene(meta["data"], "train", downscale)
+    test_scene = load_scene(meta["data"], "test", downscale)
+    dt, steps, bg = meta["dt"], meta["max_steps"], meta["background"]
+    pos, dirs = training_samples(grid, train_scene, dt, steps, n_rays=4096)
+    ranges = calibrate_ranges(model, pos, dirs)
+    fp32_bits = fp32_size_bits(model)
+    rows = []
+
+    def ptq(name: str, policy: Policy, **kw) -> dict:
+        qn = QuantizedNeRF(model, policy, ranges, **kw)
+        ev = evaluate_views(FakeQuantField(qn), grid, test_scene, dt, steps, bg, a.views)
+        row = {"config": name, "stage": "PTQ", "psnr": ev["psnr"], "ssim": ev["ssim"],
+               "bits": qn.size_bits()["total"]}
+        rows.append(row)
+        print(f"  {name:<34} PTQ  {ev['psnr']:6.2f} dB", flush=True)
+        return row
+
+    def with_qat(name: str, policy: Policy, **kw) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = qat(a.ckpt, policy, tmp, steps=a.qat_steps, test_views=a.views, progress=False, **kw)
+        row = {"config": name, "stage": "QAT", "psnr": res["psnr"], "ssim": res["ssim"],
+               "bits": res["size_bits"]["total"]}
+        rows.append(row)
+        print(f"  {name:<34} QAT  {res['psnr']:6.2f} dB", flush=True)
+        return row
+
+    ev = evaluate_views(model, grid, test_scene, dt, steps, bg, a.views)
+    fp32 = {"config": "FP32", "stage": "-", "psnr": ev["psnr"], "ssim": ev["ssim"], "bits": fp32_bits}
+    rows.append(fp32)
+    print(f"  FP32                               {ev['psnr']:6.2f} dB", flush=True)
+    int8 = None
+    for b in (8, 6, 4, 3):  # tables, weights and activations at b bits (the first layer's input is s8)
+        r = ptq(f"uniform {b}-bit", Policy.uniform(model, b, act_bits=b))
+        int8 = r if b == 8 else int8
+        with_qat(f"uniform {b}-bit", Policy.uniform(model, b, act_bits=b))
+    for b in (4, 3, 2):
+        pol = Policy.uniform(model, 8, table_bits=b)
+        ptq(f"tables {b}-bit uniform (MLP 8)", pol)
+        ptq(f"tables {b}-bit k-means (MLP 8)", pol, tables="kmeans")
+    ptq("uniform 4-bit, ReLU not fused", Policy.uniform(model, 4, act_bits=4), fuse_relu=False)
+    with_qat("uniform 4-bit, ReLU not fused", Policy.uniform(model, 4, act_bits=4), fuse_relu=False)
+    ptq("mixed (tables 6/4, MLP 5-8, act 6)", mixed_policy(model))
+    with_qat("mixed (tables 6/4, MLP 5-8, act 6)", mixed_policy(model))
+
+    print(f"\nlego, {test_scene.width}x{test_scene.height}, first {a.views} test views; sizes in KiB "
+          f"(tables + weights + scales + codebooks)")
+    print(f"{'configuration':<36}{'stage':<6}{'PSNR dB':>8}{'drop':>7}{'SSIM':>7}{'KiB':>9}{'x smaller':>10}")
+    for r in rows:
+        print(f"{r['config']:<36}{r['stage']:<6}{r['psnr']:>8.2f}{fp32['psnr'] - r['psnr']:>7.2f}{r['ssim']:>7.3f}"
+              f"{r['bits'] / 8192:>9.1f}{fp32_bits / r['bits']:>10.1f}")
+    good = [r for r in rows if r["stage"] == "QAT" and fp32["psnr"] - r["psnr"] <= 0.5]
+    best = max(good, key=lambda r: fp32_bits / r["bits"]) if good else None
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "quant.json").write_text(json.dumps({"rows": rows, "fp32_bits": fp32_bits}, indent=1))
+    print(f"({(time.perf_counter() - t0) / 60:.1f} min; rows in {a.out / 'quant.json'})")
+    comp = fp32_bits / best["bits"] if best else 0.0
+    drop = fp32["psnr"] - best["psnr"] if best else float("nan")
+    print(f"fp32_psnr={fp32['psnr']:.2f} int8_ptq_drop_db={fp32['psnr'] - int8['psnr']:.3f} "
+          f"best_compression={comp:.1f} best_compression_drop_db={drop:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
