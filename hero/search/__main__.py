@@ -1,0 +1,92 @@
+"""python -m hero.search --hw rtl_calibrated: mixed-precision policy search for a trained NeRF.
+
+With no --ckpt, a cpu-preset NeRF of --data (default: the project's procedural scene) is trained
+first into <out>/nerf. Re-running the same command resumes: finished episodes are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sim_py.backends import BACKENDS
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m hero.search", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="procedural", help="scene folder, or 'procedural' (default)")
+    ap.add_argument("--ckpt", type=Path, default=None, help="a trained checkpoint (default: train one)")
+    ap.add_argument("--hw", choices=BACKENDS, default="rtl_calibrated", help="cycle-model backend")
+    ap.add_argument("--hw-preset", default="fpga_ecp5", help="hardware preset name or TOML file (fpga_ecp5)")
+    ap.add_argument("--episodes", type=int, default=60)
+    ap.add_argument("--latency-budget", type=float, default=None, help="frame latency budget in ms")
+    ap.add_argument("--size-budget", type=float, default=None, help="model size budget in KiB")
+    ap.add_argument("--latency-weight", type=float, default=3.0, help="reward dB per unit of latency/latency_8bit")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("runs/search"))
+    ap.add_argument("--train-minutes", type=float, default=4.0, help="training time when no --ckpt is given")
+    ap.add_argument("--qat-steps", type=int, default=200, help="final QAT of the found policy")
+    ap.add_argument("--held-out-rays", type=int, default=2048, help="rays of held-out views scoring each episode")
+    ap.add_argument("--test-views", type=int, default=5, help="test views in the summary")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
+    a = ap.parse_args(argv)
+    for flag, value, ok in (("--episodes", a.episodes, a.episodes >= 1), ("--seed", a.seed, a.seed >= 0),
+                            ("--latency-budget", a.latency_budget, a.latency_budget is None or a.latency_budget > 0),
+                            ("--size-budget", a.size_budget, a.size_budget is None or a.size_budget > 0),
+                            ("--train-minutes", a.train_minutes, a.train_minutes > 0),
+                            ("--qat-steps", a.qat_steps, a.qat_steps >= 0),
+                            ("--held-out-rays", a.held_out_rays, a.held_out_rays >= 64),
+                            ("--test-views", a.test_views, a.test_views >= 1)):
+        if not ok:
+            ap.error(f"{flag} {value}: out of range")
+    if a.ckpt is not None and not a.ckpt.is_file():
+        ap.error(f"--ckpt {a.ckpt}: no such file")
+    from hero.data import DataError
+    from hero.quant.policy import PolicyError
+    from sim_py.backends import CalibrationError
+    from sim_py.hw import HardwareError, load_hardware
+
+    try:
+        load_hardware(a.hw_preset)
+        ckpt = a.ckpt or train_default(a.data, a.out / "nerf", a.train_minutes, not a.no_progress)
+        from .run import search
+
+        summary = search(ckpt, a.out, hw=a.hw, hw_preset=a.hw_preset, episodes=a.episodes,
+                         latency_budget=a.latency_budget, size_budget_kib=a.size_budget, seed=a.seed,
+                         latency_weight=a.latency_weight, held_out=a.held_out_rays, qat_steps=a.qat_steps,
+                         test_views=a.test_views, progress=not a.no_progress)
+    except (DataError, HardwareError, PolicyError, CalibrationError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    r = summary["results"]
+    print(f"\n{'':<10}{'PSNR dB':>9}{'SSIM':>8}{'latency ms':>12}{'size KiB':>10}{'cost':>10}")
+    for name in ("fp32", "uniform8", "uniform4", "found", "found_qat"):
+        x = r[name]
+        print(f"{name:<10}{x['psnr']:>9.2f}{x['ssim']:>8.3f}{x['latency_ms']:>12.3f}{x['size_kib']:>10.1f}"
+              f"{x['cost']:>10.5f}")
+    print(f"found policy: {a.out / 'policy.json'}; results in {a.out} ({summary['minutes']:.1f} min)")
+    return 0
+
+
+def train_default(data: str, out: Path, minutes: float, progress: bool) -> Path:
+    """A cpu-preset checkpoint of `data` in `out`, trained (or resumed) for `minutes` if not there."""
+    ckpt = out / "checkpoint.pt"
+    done = out / "metrics.json"
+    if ckpt.is_file() and done.is_file():
+        return ckpt
+    from hero.train import default_config, train
+
+    res = train(default_config(data=data, preset="cpu", out=str(out), minutes=minutes, progress=progress,
+                               test_views=5))
+    return Path(res["checkpoint"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

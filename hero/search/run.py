@@ -1,0 +1,237 @@
+"""The HERO search: DDPG over per-unit bit widths, scored by PSNR and accelerator latency."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hero import checkpoint
+from hero.data.scene import load_scene
+from hero.nerf.render import camera_meta, render_view
+from hero.quant.calib import training_samples
+from hero.quant.evaluate import evaluate_views
+from hero.quant.policy import Policy
+from hero.quant.qnerf import FakeQuantField, calibrate_ranges, fp32_size_bits
+from sim_py.backends import get_backend
+from sim_py.frame import FrameModel
+from sim_py.hw import load_hardware
+from sim_py.report import breakdown_dict, plot
+from sim_py.workload import workload_from_frame
+
+from .agent import DDPG, DDPGConfig
+from .env import QuantEnv, units_of
+from .score import Scorer, held_out_rays
+
+STATE = "search_state.pt"
+CSV_FIELDS = ["episode", "reward", "psnr", "latency_ms", "size_kib", "cost", "sigma", "feasible", "bits", "seconds"]
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.replace(f.name, path)
+
+
+def unit_shares(frame: FrameModel, model) -> tuple[dict, dict]:
+    """Each unit's share of the uniform 8-bit latency and of the 8-bit model size."""
+    levels = [n for n, k, _ in model.quant_units() if k == "hash_level"]
+    b = frame.query([8] * len(levels), [8] * len(frame.w.layers))
+    per_batch = b.details["mlp_cycles_per_batch"]
+    mlp_total = sum(per_batch.values()) or 1.0
+    enc_share = b.encoding / (b.encoding + b.mlp) if b.encoding + b.mlp else 0.0
+    lat = {n: (1 - enc_share) * c / mlp_total for n, c in per_batch.items()}
+    lat.update({n: enc_share / len(levels) for n in levels})
+    params = {n: info["params"] for n, _, info in model.quant_units()}
+    total = sum(params.values())
+    return lat, {n: p / total for n, p in params.items()}
+
+
+def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", episodes: int = 60,
+           latency_budget: float | None = None, size_budget_kib: float | None = None, seed: int = 0,
+           latency_weight: float = 3.0, held_out: int = 2048, qat_steps: int = 200, test_views: int | None = 5,
+           warmup: int | None = None, progress: bool = True) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    model, meta = checkpoint.load(ckpt)
+    grid = meta["occupancy"]
+    downscale = meta["config"].get("downscale", 1)
+    train_scene = load_scene(meta["data"], "train", downscale)
+    test_scene = load_scene(meta["data"], "test", downscale)
+    try:
+        val_scene = load_scene(meta["data"], "val", downscale)
+    except (ValueError, FileNotFoundError):
+        val_scene = train_scene
+    pos, dirs = training_samples(grid, train_scene, meta["dt"], meta["max_steps"], n_rays=4096, seed=seed)
+    ranges = calibrate_ranges(model, pos, dirs)
+    hwcfg = load_hardware(hw_preset)
+    wl = workload_from_frame(model, grid, torch.from_numpy(test_scene.c2w[0]), camera_meta(test_scene),
+                             meta["dt"], meta["max_steps"], name=f"{Path(meta['data']).name} test view 0")
+    frame = FrameModel(wl, hwcfg, get_backend(hw))
+    scorer = Scorer(model, meta, ranges, held_out_rays(val_scene, held_out, seed), frame, latency_weight)
+    lat_share, mem_share = unit_shares(frame, model)
+    env = QuantEnv(model, units_of(model, lat_share, mem_share))
+    cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup)
+    agent = DDPG(env.obs_dim, cfg, seed)
+
+    def fits(policy: Policy) -> bool:
+        if latency_budget is not None and scorer.latency_ms(policy) > latency_budget:
+            return False
+        if size_budget_kib is not None:
+            return scorer.quantized(policy).size_bits()["total"] / 8192 <= size_budget_kib
+        return True
+
+    rows, best, episode = [], None, 0
+    state_path = out / STATE
+    if state_path.exists():
+        st = checkpoint.load_state(state_path)
+        if st["config"] != {"hw": hw, "hw_preset": hw_preset, "seed": seed, "latency_weight": latency_weight}:
+            raise ValueError(f"{out} holds a search with other settings: use another --out")
+        agent.load_state_dict(st["agent"])
+        rows, best, episode = st["rows"], st["best"], st["episode"]
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=episodes, initial=episode, desc="search", unit="ep", dynamic_ncols=True)
+    while episode < episodes:
+        t0 = time.perf_counter()
+        obs, transitions, done = env.reset(), [], False
+        while not done:
+            a = agent.act(obs, episode)
+            nxt, done = env.step(a)
+            transitions.append((obs, a, nxt, done))
+            obs = nxt
+        bits = env.fit_budget(env.bits, fits)
+        feasible = bits is not None
+        if not feasible:
+            bits = [env.b_min] * len(env.units)
+        s = scorer(env.policy(bits))
+        reward = s.reward if feasible else s.reward - 10.0
+        agent.remember(transitions, reward)
+        agent.update()
+        row = {"episode": episode, "reward": round(reward, 4), "psnr": round(s.psnr, 3),
+               "latency_ms": round(s.latency_ms, 4), "size_kib": round(s.size_bits / 8192, 2),
+               "cost": round(s.cost, 5), "sigma": round(agent.sigma(episode), 4), "feasible": int(feasible),
+               "bits": " ".join(map(str, bits)), "seconds": round(time.perf_counter() - t0, 2)}
+        rows.append(row)
+        if feasible and (best is None or reward > best["reward"]):
+            best = row
+        episode += 1
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+        write_atomic(out / "episodes.csv", buf.getvalue())
+        checkpoint.save(state_path, {"agent": agent.state_dict(), "rows": rows, "best": best, "episode": episode,
+                                     "config": {"hw": hw, "hw_preset": hw_preset, "seed": seed,
+                                                "latency_weight": latency_weight}})
+        if bar is not None:
+            bar.update(1)
+            if best:
+                bar.set_postfix(best_reward=f"{best['reward']:.3f}", psnr=f"{best['psnr']:.2f}",
+                                latency=f"{best['latency_ms']:.2f}ms")
+    if bar is not None:
+        bar.close()
+    if best is None:
+        raise ValueError("no episode produced a policy within the budgets; relax --latency-budget/--size-budget")
+
+    found = env.policy([int(b) for b in best["bits"].split()])
+    found.save(out / "policy.json")
+    return finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views,
+                  hwcfg, hw, t_start)
+
+
+def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views, hwcfg, hw,
+           t_start) -> dict:
+    """Final QAT of the found policy; summary, Pareto plot, latency breakdown and side-by-side image."""
+    from hero.qat import qat
+
+    grid, dt, steps, bg = meta["occupancy"], meta["dt"], meta["max_steps"], meta["background"]
+    fp32_bits = fp32_size_bits(model)
+    summary = {"hardware": hwcfg.name, "backend": hw, "episodes": len(rows), "best_episode": best["episode"]}
+    configs = {"fp32": None, "uniform8": Policy.uniform(model, 8), "uniform4": Policy.uniform(model, 4),
+               "found": found}
+    results = {}
+    for name, pol in configs.items():
+        if pol is None:
+            ev = evaluate_views(model, grid, test_scene, dt, steps, bg, test_views)
+            lat, size = scorer.latency_ms(Policy.uniform(model, 8)), fp32_bits  # FP32 is timed at 8 bits
+        else:
+            qn = scorer.quantized(pol)
+            ev = evaluate_views(FakeQuantField(qn), grid, test_scene, dt, steps, bg, test_views)
+            lat, size = scorer.latency_ms(pol), qn.size_bits()["total"]
+        results[name] = {"psnr": ev["psnr"], "ssim": ev["ssim"], "latency_ms": lat, "size_kib": size / 8192,
+                         "cost": lat * size / 8 / 2**20}
+    qres = qat(ckpt, found, out / "qat", steps=qat_steps, test_views=test_views, progress=False)
+    results["found_qat"] = {**results["found"], "psnr": qres["psnr"], "ssim": qres["ssim"]}
+    summary["results"] = results
+    summary["policy"] = found.to_dict()
+    summary["test_views"] = test_views
+    summary["minutes"] = (time.perf_counter() - t_start) / 60
+    write_atomic(out / "summary.json", json.dumps(summary, indent=1))
+
+    refs = {name: scorer(pol) for name, pol in configs.items() if pol is not None}
+    pareto_plot(rows, refs, out / "pareto.png")
+    lev = scorer.level_names
+    lay = scorer.layer_names
+    bd = {name: frame.query([p.tables[n] for n in lev], [p.weights[n] for n in lay])
+          for name, p in (("uniform8", configs["uniform8"]), ("uniform4", configs["uniform4"]), ("found", found))}
+    write_atomic(out / "latency_breakdown.json", json.dumps({k: breakdown_dict(v) for k, v in bd.items()}, indent=1))
+    plot(bd, f"{frame.w.name}: latency on {hwcfg.name} ({hw})", out / "latency_breakdown.png")
+    side_by_side(model, FakeQuantField(scorer.quantized(found)), meta, test_scene, out / "side_by_side.png")
+    return summary
+
+
+def pareto_plot(rows: list[dict], refs: dict, path: Path) -> None:
+    """PSNR on the held-out rays (what the search optimizes) against latency, every episode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lat = np.array([r["latency_ms"] for r in rows])
+    psnr = np.array([r["psnr"] for r in rows])
+    ep = np.array([r["episode"] for r in rows])
+    fig, ax = plt.subplots(figsize=(7, 5))
+    sc = ax.scatter(lat, psnr, c=ep, cmap="viridis", s=18, label="episodes (held-out rays)")
+    fig.colorbar(sc, ax=ax, label="episode")
+    order = np.argsort(lat)
+    front, best_psnr = [], -np.inf
+    for i in order:
+        if psnr[i] > best_psnr:
+            front.append(i)
+            best_psnr = psnr[i]
+    ax.plot(lat[front], psnr[front], "k--", lw=1, label="Pareto front")
+    for name, marker in (("uniform8", "s"), ("uniform4", "^"), ("found", "*")):
+        r = refs[name]
+        ax.scatter([r.latency_ms], [r.psnr], marker=marker, s=140, edgecolor="black", label=name, zorder=3)
+    ax.set_xlabel("frame latency on the accelerator (ms)")
+    ax.set_ylabel("PSNR on held-out rays, post-training quantization (dB)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def side_by_side(model, field, meta, scene, path: Path) -> None:
+    from PIL import Image
+
+    cam = camera_meta(scene)
+    c2w = torch.from_numpy(scene.c2w[0])
+    imgs = [render_view(f, meta["occupancy"], c2w, cam, meta["dt"], meta["max_steps"], meta["background"]).numpy()
+            for f in (model, field)]
+    gt = scene.images[0].astype(np.float32) / 255.0
+    row = np.concatenate([gt, imgs[0], imgs[1], np.abs(imgs[1] - imgs[0]) * 4], axis=1)
+    Image.fromarray((np.clip(row, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
