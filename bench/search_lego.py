@@ -1,0 +1,100 @@
+"""The HERO search on lego against uniform quantization, over 3 seeds.
+
+    python -m bench.search_lego [--ckpt runs/bench_lego/checkpoint.pt] [--episodes 60] [--hw-preset fpga_ecp5]
+
+For each seed, `hero.search` (backend rtl_calibrated) finds a policy; it is compared with the best
+uniform policy (tables, weights and activations all at b bits, b = 2..8) whose PSNR is equal or
+higher. PSNR is post-training (fake-quant path) on the first `--views` test views, for the found
+and the uniform policies alike; latency is the calibrated cycle model's frame latency of test
+view 0. Last line (medians over the seeds):
+latency_ratio=<r> psnr_delta_db=<d> size_ratio=<s> seeds=3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from hero import checkpoint
+from hero.data.scene import load_scene
+from hero.nerf.render import camera_meta
+from hero.quant.calib import training_samples
+from hero.quant.evaluate import evaluate_views
+from hero.quant.policy import Policy, load_policy
+from hero.quant.qnerf import FakeQuantField, QuantizedNeRF, calibrate_ranges
+from hero.search.run import search
+from sim_py.backends import get_backend
+from sim_py.frame import FrameModel
+from sim_py.hw import load_hardware
+from sim_py.workload import workload_from_frame
+
+DEFAULT_CKPT = Path("runs/bench_lego/checkpoint.pt")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.search_lego", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
+    ap.add_argument("--episodes", type=int, default=60)
+    ap.add_argument("--hw-preset", default="fpga_ecp5")
+    ap.add_argument("--views", type=int, default=5)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", type=Path, default=Path("runs/bench_search_lego"))
+    a = ap.parse_args(argv)
+    if not a.ckpt.is_file():
+        ap.error(f"--ckpt {a.ckpt}: no such file (train one with `python -m bench.train_lego`)")
+    t0 = time.perf_counter()
+    model, meta = checkpoint.load(a.ckpt)
+    test = load_scene(meta["data"], "test", meta["config"].get("downscale", 1))
+    grid, dt, steps, bg = meta["occupancy"], meta["dt"], meta["max_steps"], meta["background"]
+
+    found = {}
+    for seed in a.seeds:
+        out = a.out / f"seed{seed}"
+        search(a.ckpt, out, hw="rtl_calibrated", hw_preset=a.hw_preset, episodes=a.episodes, seed=seed,
+               qat_steps=0, test_views=1, progress=True)
+        found[seed] = load_policy(out / "policy.json", model)
+    # Re-score everything on the same test views, with the same calibration and cycle model.
+    train = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
+    ranges = calibrate_ranges(model, *training_samples(grid, train, dt, steps, n_rays=4096))
+    wl = workload_from_frame(model, grid, torch.from_numpy(test.c2w[0]), camera_meta(test), dt, steps)
+    frame = FrameModel(wl, load_hardware(a.hw_preset), get_backend("rtl_calibrated"))
+    levels = [n for n, k, _ in model.quant_units() if k == "hash_level"]
+    layers = [n for n, k, _ in model.quant_units() if k == "linear"]
+
+    def score(policy: Policy) -> dict:
+        qn = QuantizedNeRF(model, policy, ranges)
+        ev = evaluate_views(FakeQuantField(qn), grid, test, dt, steps, bg, a.views)
+        lat = frame.query([policy.tables[n] for n in levels], [policy.weights[n] for n in layers]).ms
+        return {"psnr": ev["psnr"], "latency_ms": lat, "size_bits": qn.size_bits()["total"]}
+
+    uniform = {b: score(Policy.uniform(model, b, act_bits=b)) for b in range(2, 9)}
+    print(f"\n{Path(meta['data']).name}, first {a.views} test views, post-training quantization; "
+          f"{a.hw_preset}, rtl_calibrated")
+    print(f"{'policy':<12}{'PSNR dB':>9}{'latency ms':>12}{'size KiB':>10}")
+    for b, r in uniform.items():
+        print(f"{'uniform ' + str(b):<12}{r['psnr']:>9.2f}{r['latency_ms']:>12.2f}{r['size_bits'] / 8192:>10.1f}")
+    ratios = []
+    for seed, pol in found.items():
+        r = score(pol)
+        ok = [u for u in uniform.values() if u["psnr"] >= r["psnr"]]
+        ref = min(ok, key=lambda u: u["latency_ms"]) if ok else uniform[8]
+        ratios.append((ref["latency_ms"] / r["latency_ms"], r["psnr"] - ref["psnr"], ref["size_bits"] / r["size_bits"]))
+        print(f"{'found s' + str(seed):<12}{r['psnr']:>9.2f}{r['latency_ms']:>12.2f}{r['size_bits'] / 8192:>10.1f}"
+              f"   vs uniform at {ref['psnr']:.2f} dB: {ratios[-1][0]:.2f}x lower latency, "
+              f"{ratios[-1][2]:.2f}x smaller")
+    lat_r, d_psnr, size_r = (statistics.median(x) for x in zip(*ratios, strict=True))
+    spread = [f"{x[0]:.2f}" for x in ratios]
+    print(f"latency ratio per seed: {', '.join(spread)}  ({(time.perf_counter() - t0) / 60:.1f} min)")
+    (a.out / "bench.json").write_text(json.dumps({"uniform": uniform, "ratios": ratios}, indent=1))
+    print(f"latency_ratio={lat_r:.3f} psnr_delta_db={d_psnr:.3f} size_ratio={size_r:.3f} seeds={len(ratios)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
