@@ -16,8 +16,6 @@ Last line: max_error_pct=<e> speedup_vs_rtl=<s> frame_query_ms=<t>
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,13 +23,18 @@ import numpy as np
 
 from bench import heu as heu_bench
 from bench.mlp_engine import native_speed as mlp_native_speed
-from rtl.gen import heu, mlp_engine
 from sim_py.backends import get_backend
-from sim_py.calibrate import HEU_FIT_POINTS, HEU_FIT_SHAPES, MLP_FIT_KS, MLP_FIT_SHAPES
+from sim_py.calibrate import (
+    HEU_FIT_POINTS,
+    HEU_FIT_SHAPES,
+    MLP_FIT_KS,
+    MLP_FIT_SHAPES,
+    sweep_heu,
+    sweep_mlp_engine,
+)
 from sim_py.frame import FrameModel
 from sim_py.hw import load_hardware
 from sim_py.report import frame_workload_from_checkpoint
-from verif import sim
 
 #: Configurations that the fit never saw.
 HELD_OUT_MLP_SHAPES = ((3, 5, 6), (5, 7, 8), (16, 2, 5))
@@ -42,38 +45,16 @@ HELD_OUT_POINTS = (7, 33)
 
 def held_out_mlp(model) -> list[dict]:
     assert not set(HELD_OUT_MLP_SHAPES) & set(MLP_FIT_SHAPES) and not set(HELD_OUT_KS) & set(MLP_FIT_KS)
-    rows_out = []
-    for rows, cols, wb in HELD_OUT_MLP_SHAPES:
-        build = sim.build(mlp_engine(rows, cols, wb), "mlp_engine", waves=False)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "sweep.json"
-            sim.run(build, "verif.tb_mlp_engine", "cycle_sweep",
-                    {"rows": rows, "cols": cols, "max_wbits": wb, "acc_bits": 32, "seed": 5,
-                     "ks": list(HELD_OUT_KS), "out": str(out), "measure_only": True})
-            for r in json.loads(out.read_text()):
-                rows_out.append(error_row("mlp_engine", f"{rows}x{cols} K={r['k']} b={r['wbits']}", r["cycles"],
-                                          model.mlp_tile_cycles(r["k"], r["wbits"], rows, cols)))
-    return rows_out
+    return [error_row("mlp_engine", f"{p['rows']}x{p['cols']} K={p['k']} b={p['wbits']}", p["cycles"],
+                      model.mlp_tile_cycles(p["k"], p["wbits"], p["rows"], p["cols"]))
+            for p in sweep_mlp_engine(HELD_OUT_MLP_SHAPES, HELD_OUT_KS, seed=5)]
 
 
 def held_out_heu(model) -> list[dict]:
     assert not set(HELD_OUT_HEU_SHAPES) & set(HEU_FIT_SHAPES) and not set(HELD_OUT_POINTS) & set(HEU_FIT_POINTS)
-    rows_out = []
-    for levels, f, log2t, w in HELD_OUT_HEU_SHAPES:
-        dut = heu(levels, f, log2t, w)
-        build = sim.build(dut, "heu", waves=False)
-        for n in HELD_OUT_POINTS:
-            for bits in (3, 6):
-                with tempfile.TemporaryDirectory() as tmp:
-                    out = Path(tmp) / "report.json"
-                    sim.run(build, "verif.tb_heu", "throughput",
-                            {"levels": levels, "features": f, "log2t": log2t, "word_bits": w, "depth": dut.depth,
-                             "n_min": 4, "n_max": 256, "seed": 5, "bits": bits, "n_points": n,
-                             "report": str(out), "measure_only": True})
-                    cycles = json.loads(out.read_text())["cycles"]
-                rows_out.append(error_row("heu", f"L={levels} F={f} T=2^{log2t} n={n} b={bits}", cycles,
-                                          model.heu_batch_cycles(n, levels)))
-    return rows_out
+    return [error_row("heu", f"L={p['levels']} F={p['features']} T=2^{p['log2t']} n={p['n']} b={p['bits']}",
+                      p["cycles"], model.heu_batch_cycles(p["n"], p["levels"]))
+            for p in sweep_heu(HELD_OUT_HEU_SHAPES, HELD_OUT_POINTS, seed=5, bits=(3, 6))]
 
 
 def error_row(unit: str, config: str, rtl: int, pred: float) -> dict:

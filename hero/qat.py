@@ -12,17 +12,14 @@ model.npz (the hardware export, for uniform tables) and test renders.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hero import checkpoint
+from hero import atomic, checkpoint
 from hero.data.rays import pixel_rays
 from hero.data.scene import load_scene
 from hero.nerf.metrics import mse_to_psnr
@@ -114,15 +111,8 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     policy.save(out / "policy.json")
     if tables == "uniform":
         export(qn, out / "model.npz")
-    _write_json(out / "metrics.json", result)
+    atomic.write_json(out / "metrics.json", result)
     return result
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(f.name, path)
 
 
 def main(argv=None) -> int:

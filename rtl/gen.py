@@ -11,11 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from amaranth.back import verilog
 
+from hero import atomic
 from hero.intarith import ACC_BITS, MAX_WBITS
 
 from .heu import HEU
@@ -45,14 +45,7 @@ def to_verilog(component, name: str) -> str:
 
 def write_verilog(component, name: str, out_dir: str | os.PathLike) -> Path:
     """Convert `component` to `out_dir/name.v`, written atomically; returns the path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = to_verilog(component, name)
-    path = out_dir / f"{name}.v"
-    with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False, suffix=".tmp") as f:
-        f.write(text)
-    os.replace(f.name, path)
-    return path
+    return atomic.write(Path(out_dir) / f"{name}.v", to_verilog(component, name))
 
 
 def verilator_lint(path: Path, top: str) -> subprocess.CompletedProcess:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from hero import atomic
 from rtl.gen import heu, mlp_engine, to_verilog
 
 from .backends import CALIBRATION_FILE, Calibrated
@@ -62,7 +62,7 @@ def sweep_mlp_engine(shapes=MLP_FIT_SHAPES, ks=MLP_FIT_KS, seed: int = 11) -> li
     return points
 
 
-def sweep_heu(shapes=HEU_FIT_SHAPES, batches=HEU_FIT_POINTS, seed: int = 11) -> list[dict]:
+def sweep_heu(shapes=HEU_FIT_SHAPES, batches=HEU_FIT_POINTS, seed: int = 11, bits=(2, 8)) -> list[dict]:
     """Measured cycles per batch of n points, one row per (shape, n, table bits)."""
     from verif import sim
 
@@ -71,15 +71,15 @@ def sweep_heu(shapes=HEU_FIT_SHAPES, batches=HEU_FIT_POINTS, seed: int = 11) -> 
         dut = heu(levels, f, log2t, w)
         build = sim.build(dut, "heu", waves=False)
         for n in batches:
-            for bits in (2, 8):
+            for b in bits:
                 with tempfile.TemporaryDirectory() as tmp:
                     out = Path(tmp) / "report.json"
                     sim.run(build, "verif.tb_heu", "throughput",
                             {"levels": levels, "features": f, "log2t": log2t, "word_bits": w, "depth": dut.depth,
-                             "n_min": 4, "n_max": 256, "seed": seed, "bits": bits, "n_points": n,
+                             "n_min": 4, "n_max": 256, "seed": seed, "bits": b, "n_points": n,
                              "report": str(out), "measure_only": True})
                     r = json.loads(out.read_text())
-                points.append({"levels": levels, "features": f, "log2t": log2t, "word_bits": w, "bits": bits,
+                points.append({"levels": levels, "features": f, "log2t": log2t, "word_bits": w, "bits": b,
                                "n": n, "cycles": r["cycles"]})
     return points
 
@@ -125,10 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=CALIBRATION_FILE)
     a = ap.parse_args(argv)
     result = calibrate()
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=a.out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f.name, a.out)
+    atomic.write_json(a.out, result)
     c, e = result["constants"], result["max_error_pct"]
     print(f"MLP tile: cycles = {c['k_bits']:g}*K*b + {c['k_rows']:g}*R + {c['k_cols']:g}*C + {c['k_tile']:g}"
           f"   ({len(result['points']['mlp_engine'])} points, max error {e['mlp_engine']:.4f}%)")

@@ -10,11 +10,10 @@ A policy here is `uniformN`: every table level and every layer's weights at N bi
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from hero import atomic
 
 from .backends import BACKENDS, get_backend
 from .frame import Breakdown, FrameModel
@@ -86,12 +85,6 @@ def plot(results: dict[str, Breakdown], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(f.name, path)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim_py.report", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,7 +108,7 @@ def main(argv=None) -> int:
         return 2
     a.out.mkdir(parents=True, exist_ok=True)
     title = f"{wl.name}, {wl.height}x{wl.width}, {wl.n_samples} samples; {hw.name} @ {hw.clock_mhz:g} MHz"
-    write_json_atomic(a.out / "breakdown.json", {"workload": wl.name, "hardware": hw.name, "backend": a.backend,
+    atomic.write_json(a.out / "breakdown.json", {"workload": wl.name, "hardware": hw.name, "backend": a.backend,
                                                  "samples": wl.n_samples,
                                                  "policies": {k: breakdown_dict(v) for k, v in results.items()}})
     plot(results, title, a.out / "breakdown.png")

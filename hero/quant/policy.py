@@ -14,11 +14,10 @@ activation width is 8 and may be left out. docs/quant.md describes the formats.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hero import atomic
 from hero.intarith import ACT_BITS, MAX_WBITS, MIN_WBITS
 
 FORMAT = "hero-policy/1"
@@ -50,11 +49,7 @@ class Policy:
         return {"format": FORMAT, "tables": self.tables, "weights": self.weights, "activations": self.activations}
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(f.name, path)
+        atomic.write_json(path, self.to_dict())
 
     def mean_bits(self) -> float:
         values = list(self.tables.values()) + list(self.weights.values())

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hero import checkpoint
+from hero import atomic, checkpoint
 from hero.data.scene import load_scene
 from hero.nerf.render import camera_meta, render_view
 from hero.quant.calib import training_samples
@@ -32,13 +29,6 @@ from .score import Scorer, held_out_rays
 
 STATE = "search_state.pt"
 CSV_FIELDS = ["episode", "reward", "psnr", "latency_ms", "size_kib", "cost", "sigma", "feasible", "bits", "seconds"]
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False, suffix=".tmp") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(f.name, path)
 
 
 def unit_shares(frame: FrameModel, model) -> tuple[dict, dict]:
@@ -131,7 +121,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
         w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
         w.writeheader()
         w.writerows(rows)
-        write_atomic(out / "episodes.csv", buf.getvalue())
+        atomic.write(out / "episodes.csv", buf.getvalue())
         checkpoint.save(state_path, {"agent": agent.state_dict(), "rows": rows, "best": best, "episode": episode,
                                      "config": {"hw": hw, "hw_preset": hw_preset, "seed": seed,
                                                 "latency_weight": latency_weight}})
@@ -178,7 +168,7 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
     summary["policy"] = found.to_dict()
     summary["test_views"] = test_views
     summary["minutes"] = (time.perf_counter() - t_start) / 60
-    write_atomic(out / "summary.json", json.dumps(summary, indent=1))
+    atomic.write_json(out / "summary.json", summary)
 
     refs = {name: scorer(pol) for name, pol in configs.items() if pol is not None}
     pareto_plot(rows, refs, out / "pareto.png")
@@ -186,7 +176,7 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
     lay = scorer.layer_names
     bd = {name: frame.query([p.tables[n] for n in lev], [p.weights[n] for n in lay])
           for name, p in (("uniform8", configs["uniform8"]), ("uniform4", configs["uniform4"]), ("found", found))}
-    write_atomic(out / "latency_breakdown.json", json.dumps({k: breakdown_dict(v) for k, v in bd.items()}, indent=1))
+    atomic.write_json(out / "latency_breakdown.json", {k: breakdown_dict(v) for k, v in bd.items()})
     plot(bd, f"{frame.w.name}: latency on {hwcfg.name} ({hw})", out / "latency_breakdown.png")
     side_by_side(model, FakeQuantField(scorer.quantized(found)), meta, test_scene, out / "side_by_side.png")
     return summary
