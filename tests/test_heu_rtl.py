@@ -27,13 +27,13 @@ def params(config: str, **extra) -> dict:
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def unit(request):
     dut, p = params(request.param)
-    return sim.build(dut, "heu"), p
+    return sim.build(dut, "heu"), p, f"heu_{request.param}"
 
 
 @pytest.mark.parametrize("testcase", TESTCASES)
 def test_heu(unit, testcase):
-    build, p = unit
-    sim.run(build, "verif.tb_heu", testcase, p)
+    build, p, tag = unit
+    sim.run(build, "verif.tb_heu", testcase, p, tag=tag)
 
 
 @pytest.mark.parametrize("shape", [*CONFIGS.values(), (1, 1, 3, 8), (16, 2, 14, 32), (32, 8, 8, 64)],

@@ -17,13 +17,13 @@ TESTCASES = ["random_tiles_every_wbits", "k_sweep", "extreme_values", "back_to_b
 def engine(request):
     rows, cols, max_wbits = CONFIGS[request.param]
     params = {"rows": rows, "cols": cols, "max_wbits": max_wbits, "acc_bits": 32, "seed": 7}
-    return sim.build(mlp_engine(rows, cols, max_wbits), "mlp_engine"), params
+    return sim.build(mlp_engine(rows, cols, max_wbits), "mlp_engine"), params, f"mlp_engine_{request.param}"
 
 
 @pytest.mark.parametrize("testcase", TESTCASES)
 def test_mlp_engine(engine, testcase):
-    build, params = engine
-    sim.run(build, "verif.tb_mlp_engine", testcase, params)
+    build, params, tag = engine
+    sim.run(build, "verif.tb_mlp_engine", testcase, params, tag=tag)
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))

@@ -65,15 +65,19 @@ def build(component, toplevel: str, waves: bool | None = None) -> VerilatorBuild
     return VerilatorBuild(build_dir, toplevel, waves)
 
 
-def run(sim: VerilatorBuild, test_module: str, testcase: str, params: dict, seed: int = 1) -> None:
-    """Run one cocotb test case on a build; raise AssertionError unless it ran and passed."""
+def run(sim: VerilatorBuild, test_module: str, testcase: str, params: dict, seed: int = 1,
+        tag: str | None = None) -> None:
+    """Run one cocotb test case on a build; raise AssertionError unless it ran and passed.
+
+    `tag` names the configuration in the waveform's file name (default: the top module's name).
+    """
     from cocotb.runner import get_results, get_runner
 
     test_dir = sim.build_dir / "runs" / testcase
     test_args = []
     if sim.waves:
         WAVES_ROOT.mkdir(parents=True, exist_ok=True)
-        test_args = ["--trace-file", str(WAVES_ROOT / f"{sim.toplevel}-{testcase}.vcd")]
+        test_args = ["--trace-file", str(WAVES_ROOT / f"{tag or sim.toplevel}-{testcase}.vcd")]
     test_dir.mkdir(parents=True, exist_ok=True)
     log = test_dir / "sim.log"
     try:
