@@ -52,9 +52,14 @@ fpga: install
 	$(PY) -m rtl.fpga mlp-engine -o build/fpga
 
 bench: install
+	$(PY) -m bench.hashgrid
+	$(PY) -m bench.train_lego
+	$(PY) -m bench.hard_samples
 	$(PY) -m bench.mlp_engine
 	$(PY) -m bench.heu
 	$(PY) -m bench.cycle_model
+	$(PY) -m bench.quant
+	$(PY) -m bench.search_lego
 
 calibrate: install
 	$(PY) -m sim_py.calibrate

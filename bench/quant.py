@@ -20,9 +20,9 @@ from pathlib import Path
 
 from hero import checkpoint
 from hero.data.scene import load_scene
+from hero.nerf.evaluate import evaluate_views
 from hero.qat import qat
 from hero.quant.calib import training_samples
-from hero.quant.evaluate import evaluate_views
 from hero.quant.policy import Policy
 from hero.quant.qnerf import FakeQuantField, QuantizedNeRF, calibrate_ranges, fp32_size_bits
 

@@ -22,9 +22,9 @@ import torch
 
 from hero import checkpoint
 from hero.data.scene import load_scene
+from hero.nerf.evaluate import evaluate_views
 from hero.nerf.render import camera_meta
 from hero.quant.calib import training_samples
-from hero.quant.evaluate import evaluate_views
 from hero.quant.policy import Policy, load_policy
 from hero.quant.qnerf import FakeQuantField, QuantizedNeRF, calibrate_ranges
 from hero.search.run import search

@@ -414,22 +414,27 @@ def hash_trilinear_weights(frac):
     return _moveaxis0_last(_stack(w))
 
 
-def hash_index(vertex, level: HashLevel, log2t: int):
-    """Table index of integer vertices (..., 3) at one level, as the HEU computes it.
+def grid_index(vertex, resolution: int, entries: int, dense: bool, log2t: int):
+    """Table index of integer vertices (..., 3): the one definition of the index and spatial hash.
 
     Dense: i = x + y*R + z*R*R, minus `entries` once if i >= entries (equal to i mod entries, since
     vertices are at most R). Hashed: (x*1 ^ y*2654435761 ^ z*805459861) mod 2**32 mod T, which
-    needs only the low log2t bits of each product.
+    needs only the low log2t bits of each product. The float NeRF (hero.nerf.hashgrid) uses it too.
     """
     v = _as_int64(vertex)
     x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    if level.dense:
-        r = int(level.resolution)
+    if dense:
+        r = int(resolution)
         i = x + y * r + z * (r * r)
-        return i - level.entries * (i >= level.entries)
+        return i - entries * (i >= entries)
     mask32 = (1 << 32) - 1
     h = (x * HASH_PRIMES[0]) ^ ((y * HASH_PRIMES[1]) & mask32) ^ ((z * HASH_PRIMES[2]) & mask32)
     return h & ((1 << log2t) - 1)
+
+
+def hash_index(vertex, level: HashLevel, log2t: int):
+    """Table index of integer vertices (..., 3) at one level, as the HEU computes it."""
+    return grid_index(vertex, level.resolution, level.entries, level.dense, log2t)
 
 
 def hash_interpolate(values, weights):

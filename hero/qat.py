@@ -22,11 +22,11 @@ import torch
 from hero import atomic, checkpoint
 from hero.data.rays import pixel_rays
 from hero.data.scene import load_scene
+from hero.nerf.evaluate import evaluate_views
 from hero.nerf.metrics import mse_to_psnr
 from hero.nerf.render import camera_meta, prepare_rays, render_rays
 
 from .quant.calib import training_samples
-from .quant.evaluate import evaluate_views
 from .quant.export import export
 from .quant.policy import Policy, PolicyError, load_policy
 from .quant.qnerf import FakeQuantField, QuantizedNeRF, Ranges, calibrate_ranges, fp32_size_bits

@@ -12,9 +12,9 @@ import torch
 
 from hero import atomic, checkpoint
 from hero.data.scene import load_scene
+from hero.nerf.evaluate import evaluate_views
 from hero.nerf.render import camera_meta, render_view
 from hero.quant.calib import training_samples
-from hero.quant.evaluate import evaluate_views
 from hero.quant.policy import Policy
 from hero.quant.qnerf import FakeQuantField, calibrate_ranges, fp32_size_bits
 from sim_py.backends import get_backend

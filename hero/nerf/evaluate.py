@@ -1,4 +1,4 @@
-"""Test-view PSNR and SSIM of a field (float model or quantized adapter), with the project's renderer."""
+"""Test-view PSNR and SSIM of a field (the float model or a quantized one), with the project's renderer."""
 
 from __future__ import annotations
 
@@ -28,4 +28,5 @@ def evaluate_views(field, grid, scene, dt: float, max_steps: int, background: fl
 
             out_dir.mkdir(parents=True, exist_ok=True)
             Image.fromarray((img.numpy() * 255 + 0.5).astype(np.uint8)).save(out_dir / f"test_{i:03d}.png")
-    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "views": n}
+    return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "views": n, "psnr_per_view": ps,
+            "ssim_per_view": ss}

@@ -1,0 +1,121 @@
+"""Hard-sample mining (Korhonen et al.) against the plain baseline, same scene, same preset, one run.
+
+Each variant trains in its own subprocess for the same budget; PSNR on a fixed set of test views is
+sampled along the way (evaluation time excluded). Reported: the time hard mining needs to reach the
+baseline's final PSNR, as a share of the baseline's time, and the ratio of peak step memory.
+Peak step memory = the largest total of tensors saved for backward in one step (activation memory,
+what mining reduces); the peak RSS of each process is printed as well.
+
+Usage: python -m bench.hard_samples [--data PATH] [--downscale N] [--minutes 2] [--keep 0.25]
+Last line: time_ratio=<r> peak_mem_ratio=<m>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+
+def vm_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
+def worker(a) -> None:
+    import torch
+
+    from hero.train import Trainer, default_config
+
+    cfg = default_config(data=a.data, preset="cpu", downscale=a.downscale, minutes=a.minutes, seed=a.seed,
+                         hard_mining=a.variant == "hard", hard_keep=a.keep, progress=False)
+    tr = Trainer(cfg)
+    saved = {"now": 0, "peak": 0}
+
+    def pack(t):
+        saved["now"] += t.numel() * t.element_size()
+        return t
+
+    curve = [(0.0, 0, tr.evaluate(tr.test_scene, a.views)["psnr"])]
+    rss0 = vm_kb("VmRSS")
+    next_eval = a.every
+    while not tr.done():
+        saved["now"] = 0
+        t0 = time.perf_counter()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            tr.train_step()
+        tr.train_seconds += time.perf_counter() - t0
+        saved["peak"] = max(saved["peak"], saved["now"])
+        if tr.train_seconds >= next_eval or tr.done():
+            next_eval += a.every
+            curve.append((tr.train_seconds, tr.step, tr.evaluate(tr.test_scene, a.views)["psnr"]))
+    print(json.dumps({"curve": curve, "saved_peak": saved["peak"], "rss_peak_kb": vm_kb("VmHWM"),
+                      "rss_setup_kb": rss0, "steps": tr.step}))
+
+
+def time_to_reach(curve, target: float) -> float | None:
+    """First time the (linearly interpolated) curve reaches target."""
+    for (t0, _, p0), (t1, _, p1) in zip(curve, curve[1:], strict=False):
+        if p1 >= target:
+            return t1 if p1 == p0 or p0 >= target else t0 + (target - p0) / (p1 - p0) * (t1 - t0)
+    return None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.hard_samples")
+    ap.add_argument("--data", default="procedural")
+    ap.add_argument("--downscale", type=int, default=1)
+    ap.add_argument("--minutes", type=float, default=2.0, help="training budget of each variant")
+    ap.add_argument("--keep", type=float, default=0.25, help="share of each batch's rays that get a backward")
+    ap.add_argument("--views", type=int, default=4, help="test views for the PSNR curve")
+    ap.add_argument("--every", type=float, default=10.0, help="seconds of training between curve points")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variant", choices=["base", "hard"], help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.variant:
+        worker(a)
+        return 0
+    if a.data == "procedural":
+        from hero.train import resolve_data
+
+        a.data = str(resolve_data("procedural"))
+    res = {}
+    for v in ("base", "hard"):
+        cmd = [sys.executable, "-m", "bench.hard_samples", "--variant", v, "--data", a.data, "--downscale",
+               str(a.downscale), "--minutes", str(a.minutes), "--keep", str(a.keep), "--views", str(a.views),
+               "--every", str(a.every), "--seed", str(a.seed)]
+        print(f"running {v} ({a.minutes} min of training) ...", flush=True)
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(r.stderr[-3000:])
+            return 1
+        res[v] = json.loads(r.stdout.strip().splitlines()[-1])
+    base, hard = res["base"], res["hard"]
+    print(f"\nPSNR on {a.views} test views vs training time ({a.data}, cpu preset, hard mining keeps {a.keep:.0%})")
+    print(f"{'baseline s':>10} {'PSNR':>7}   {'mining s':>9} {'PSNR':>7}")
+    for i in range(max(len(base["curve"]), len(hard["curve"]))):
+        b = base["curve"][i] if i < len(base["curve"]) else None
+        h = hard["curve"][i] if i < len(hard["curve"]) else None
+        print((f"{b[0]:10.1f} {b[2]:7.2f}" if b else " " * 18) + "   " + (f"{h[0]:9.1f} {h[2]:7.2f}" if h else ""))
+    target = base["curve"][-1][2]
+    t_base = base["curve"][-1][0]
+    t_hard = time_to_reach(hard["curve"], target)
+    ratio = t_hard / t_base if t_hard is not None else float("inf")
+    mem = hard["saved_peak"] / base["saved_peak"]
+    print(f"baseline: {target:.2f} dB after {t_base:.1f} s ({base['steps']} steps); mining reaches it "
+          + (f"after {t_hard:.1f} s" if t_hard is not None else "never within its budget")
+          + f" ({hard['steps']} steps in its budget, final {hard['curve'][-1][2]:.2f} dB)")
+    print(f"peak step memory (tensors saved for backward): baseline {base['saved_peak'] / 2**20:.1f} MiB, "
+          f"mining {hard['saved_peak'] / 2**20:.1f} MiB")
+    print(f"peak RSS: baseline {base['rss_peak_kb'] / 1024:.0f} MiB, mining {hard['rss_peak_kb'] / 1024:.0f} MiB")
+    print(f"time_ratio={ratio:.2f} peak_mem_ratio={mem:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

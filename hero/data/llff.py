@@ -1,0 +1,81 @@
+"""LLFF forward-facing scenes: poses_bounds.npy with images/ or images_N/; rays are taken to NDC."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hero.data.errors import DataError
+from hero.data.scene import Scene, check_same_size, image_size, read_image
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
+TEST_EVERY = 8  # LLFF convention: every 8th image is held out
+
+
+def normalize(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def average_pose(poses: np.ndarray) -> np.ndarray:
+    centre = poses[:, :3, 3].mean(0)
+    z = normalize(poses[:, :3, 2].sum(0))
+    up = poses[:, :3, 1].sum(0)
+    x = normalize(np.cross(up, z))
+    y = np.cross(z, x)
+    return np.stack([x, y, z, centre], 1)
+
+
+def recenter(poses: np.ndarray) -> np.ndarray:
+    """Express the [N, 3, 4] poses relative to their average pose."""
+    bottom = np.array([0, 0, 0, 1.0])
+    avg = np.concatenate([average_pose(poses), bottom[None]], 0)
+    full = np.concatenate([poses, np.broadcast_to(bottom, (len(poses), 1, 4))], 1)
+    return (np.linalg.inv(avg) @ full)[:, :3, :4]
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in IMAGE_EXTS)
+
+
+def load_llff(root: str | Path, split: str = "train", downscale: int = 1) -> Scene:
+    """Load an LLFF scene; downscale N prefers images_N/ and otherwise resizes images/."""
+    root = Path(root)
+    ppath = root / "poses_bounds.npy"
+    if not ppath.is_file():
+        raise DataError(ppath, "file is missing")
+    try:
+        arr = np.load(ppath)
+    except (OSError, ValueError) as exc:
+        raise DataError(ppath, f"unreadable .npy ({exc})") from None
+    if arr.ndim != 2 or arr.shape[1] != 17:
+        raise DataError(ppath, f"pose matrix has shape {list(arr.shape)}, expected [N, 17] (3x5 pose + 2 bounds)")
+    poses = arr[:, :15].reshape(-1, 3, 5).astype(np.float64)
+    bounds = arr[:, 15:].astype(np.float64)
+    d = max(1, downscale)
+    folder = root / f"images_{d}" if d > 1 and (root / f"images_{d}").is_dir() else root / "images"
+    if not folder.is_dir():
+        raise DataError(folder, "image folder is missing")
+    files = image_files(folder)
+    if len(files) != len(poses):
+        raise DataError(folder, f"has {len(files)} images but {ppath.name} has {len(poses)} poses")
+    sizes = [image_size(f) for f in files]
+    check_same_size(sizes, files)
+    h_full, w_full, focal_full = poses[0, :, 4]
+    w, h = sizes[0]
+    if folder.name == "images" and d > 1:
+        w, h = w // d, h // d
+    focal = focal_full * w / w_full
+    # LLFF stores [down, right, back]; convert to [right, up, back].
+    poses = np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:4]], 2)
+    scale = 1.0 / (bounds.min() * 0.75)  # nearest content ends up at depth ~1/0.75
+    poses[:, :, 3] *= scale
+    poses = recenter(poses)
+    idx = list(range(len(files)))
+    test = idx[::TEST_EVERY]
+    idx = test if split in ("val", "test") else [i for i in idx if i not in set(test)] or idx
+    imgs = np.stack([read_image(files[i], (w, h), False) for i in idx])
+    aabb = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], np.float32)  # the NDC box
+    return Scene(imgs, poses[idx].astype(np.float32), float(focal), float(focal), w / 2.0, h / 2.0, aabb,
+                 white_background=False, ndc=True, near=0.0, far=1.0, name=root.name,
+                 files=[str(files[i]) for i in idx])

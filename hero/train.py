@@ -1,0 +1,271 @@
+"""Train an Instant-NGP field: `python -m hero.train --data PATH --preset cpu --out runs/NAME`.
+
+Re-running the same command resumes from out/checkpoint.pt. Test PSNR/SSIM go to out/metrics.json
+and rendered test views to out/renders/. Python API: `train(config) -> result`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hero import atomic, checkpoint
+from hero.data import DataError, Scene, load_scene
+from hero.data.rays import pixel_rays
+from hero.nerf.cpu import tune_allocator
+from hero.nerf.evaluate import evaluate_views
+from hero.nerf.metrics import mse_to_psnr
+from hero.nerf.model import NGPField
+from hero.nerf.occupancy import OccupancyGrid
+from hero.nerf.presets import preset
+from hero.nerf.render import camera_meta, prepare_rays, render_rays, render_view, step_size
+
+DEFAULT_PROCEDURAL = Path("runs/data/procedural")
+MIN_RAYS, MAX_RAYS = 64, 65536
+
+
+def default_config(**kw) -> dict:
+    cfg = {
+        "data": "procedural", "preset": "cpu", "out": "runs/default", "downscale": 1, "device": "auto",
+        "steps": None, "minutes": None, "eval_every": 0, "eval_views": 1, "ckpt_every": 500,
+        "test_views": None, "hard_mining": False, "hard_keep": 0.25, "seed": 0, "progress": True,
+        "save_renders": True, "model": None, "curve_every_s": 0.0,
+    }
+    cfg.update(kw)
+    return cfg
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda requested but CUDA is not available")
+    return torch.device(name)
+
+
+def resolve_data(data: str | None, procedural_size: int = 100) -> Path:
+    if data in (None, "", "procedural"):
+        from hero.data import procedural
+
+        return procedural.build(DEFAULT_PROCEDURAL, size=procedural_size)
+    return Path(data)
+
+
+class Trainer:
+    """State of one training run (model, occupancy grid, optimiser, data on the device)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.device = pick_device(cfg["device"])
+        if self.device.type == "cpu":
+            tune_allocator()
+        torch.manual_seed(cfg["seed"])
+        self.rng = np.random.default_rng(cfg["seed"])
+        root = resolve_data(cfg["data"])
+        self.data_path = str(root)
+        self.train_scene = load_scene(root, "train", cfg["downscale"])
+        self.test_scene = load_scene(root, "test", cfg["downscale"])
+        try:
+            self.val_scene = load_scene(root, "val", cfg["downscale"])
+        except DataError:
+            self.val_scene = self.test_scene
+        mcfg = cfg["model"] or preset(cfg["preset"])
+        cfg["model"] = mcfg
+        self.mcfg = mcfg
+        aabb = torch.as_tensor(self.train_scene.aabb)
+        self.model = NGPField(mcfg, aabb).to(self.device)
+        self.grid = OccupancyGrid(aabb, mcfg["grid_res"]).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=mcfg["lr"], betas=(0.9, 0.99), eps=1e-15)
+        self.dt = step_size(aabb, mcfg["steps_per_ray"])
+        self.background = 1.0 if self.train_scene.white_background else 0.0
+        self.meta = camera_meta(self.train_scene)
+        self.images = torch.from_numpy(self.train_scene.images).to(self.device)
+        a = self.train_scene.alpha
+        self.alpha = None if a is None else torch.from_numpy(a).to(self.device)
+        self.c2w = torch.from_numpy(self.train_scene.c2w).to(self.device)
+        self.step = 0
+        self.train_seconds = 0.0
+        self.rays = mcfg["rays"]
+        self.curve: list[tuple[float, int, float]] = []
+        self.total_steps = cfg["steps"] or (10**9 if cfg["minutes"] else mcfg["steps"])
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "occupancy": self.grid.state_dict(), "step": self.step, "train_seconds": self.train_seconds,
+                "rays": self.rays, "curve": self.curve, "config": self.cfg, "aabb": self.model.aabb.cpu(),
+                "camera": self.meta, "dt": self.dt, "max_steps": self.mcfg["steps_per_ray"],
+                "background": self.background, "data": self.data_path}
+
+    def restore(self, st: dict) -> None:
+        self.model.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        self.grid.load_state_dict(st["occupancy"])
+        self.step, self.train_seconds, self.rays = st["step"], st["train_seconds"], st["rays"]
+        self.curve = list(st.get("curve", []))
+
+    # -- one step ------------------------------------------------------------------------------
+    def sample_rays(self, n: int):
+        s = self.train_scene
+        idx = torch.from_numpy(self.rng.integers(0, len(s), n)).to(self.device)
+        px = torch.from_numpy(self.rng.integers(0, s.width, n)).to(self.device)
+        py = torch.from_numpy(self.rng.integers(0, s.height, n)).to(self.device)
+        o, d = pixel_rays(self.c2w[idx], px, py, s.fx, s.fy, s.cx, s.cy)
+        o, d = prepare_rays(o, d, self.meta)
+        target = self.images[idx, py, px].float() / 255.0
+        if self.alpha is None:
+            return o, d, target, self.background
+        # Random background colours (Instant-NGP): empty space must be transparent to match them.
+        bg = torch.rand(n, 3, device=self.device)
+        a = self.alpha[idx, py, px].float()[:, None] / 255.0
+        return o, d, target + (bg - self.background) * (1.0 - a), bg
+
+    def lr_at(self) -> float:
+        frac = self.step / self.total_steps
+        if self.cfg["minutes"]:
+            frac = max(frac, self.train_seconds / (60.0 * self.cfg["minutes"]))
+        return self.mcfg["lr"] * 0.1 ** min(1.0, frac)  # exponential decay to 0.1x
+
+    def autocast(self):
+        """bf16 MLP matmuls in training steps (cpu preset, CPU only; the hash grid stays float32)."""
+        on = bool(self.mcfg.get("mlp_bf16")) and self.device.type == "cpu"
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
+
+    def train_step(self) -> tuple[float, int]:
+        with self.autocast():
+            return self._train_step()
+
+    def _train_step(self) -> tuple[float, int]:
+        m = self.mcfg
+        warm = self.step < m["occ_warmup"]
+        if self.step % (m["occ_every"] // 4 if warm else m["occ_every"]) == 0:  # faster pruning in warm-up
+            self.grid.update(self.model, self.dt, 1.0 if warm else 0.25, replace=warm)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at()
+        o, d, target, bg = self.sample_rays(self.rays)
+        if self.cfg["hard_mining"]:
+            # Korhonen et al.: a no-grad forward on the whole batch, then forward+backward on the hardest rays.
+            with torch.no_grad():
+                color, s0 = render_rays(self.model, self.grid, o, d, self.dt, m["steps_per_ray"], bg)
+                err = ((color - target) ** 2).sum(-1)
+            k = max(1, int(self.rays * self.cfg["hard_keep"]))
+            hard = err.topk(k).indices
+            o, d, target = o[hard], d[hard], target[hard]
+            bg = bg[hard] if torch.is_tensor(bg) else bg
+            n_fwd = len(s0)
+        color, s = render_rays(self.model, self.grid, o, d, self.dt, m["steps_per_ray"], bg)
+        loss = ((color - target) ** 2).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        n = len(s)
+        samples = n if not self.cfg["hard_mining"] else n_fwd
+        # Adapt the ray count so that a batch holds about max_samples samples (Instant-NGP).
+        per_ray = max(samples, 1) / self.rays
+        self.rays = int(min(MAX_RAYS, max(MIN_RAYS, 0.7 * self.rays + 0.3 * m["max_samples"] / per_ray)))
+        self.step += 1
+        return float(loss.detach()), samples + (n if self.cfg["hard_mining"] else 0)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def render(self, scene: Scene, i: int) -> torch.Tensor:
+        return render_view(self.model, self.grid, torch.from_numpy(scene.c2w[i]), camera_meta(scene), self.dt,
+                           self.mcfg["steps_per_ray"], self.background)
+
+    def evaluate(self, scene: Scene, views: int | None, out_dir: Path | None = None) -> dict:
+        self.model.eval()
+        res = evaluate_views(self.model, self.grid, scene, self.dt, self.mcfg["steps_per_ray"], self.background,
+                             views, out_dir)
+        self.model.train()
+        return res
+
+    def done(self) -> bool:
+        if self.cfg["minutes"] and self.train_seconds >= 60.0 * self.cfg["minutes"]:
+            return True
+        return self.step >= self.total_steps
+
+
+def train(config: dict) -> dict:
+    """Train (resuming from out/checkpoint.pt if present), evaluate on the test views, return metrics."""
+    cfg = default_config(**config)
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    tr = Trainer(cfg)
+    if ckpt.is_file():
+        tr.restore(checkpoint.load_state(ckpt, str(tr.device)))
+    from tqdm import tqdm
+
+    bar = tqdm(total=None if cfg["minutes"] and not cfg["steps"] else tr.total_steps, initial=tr.step,
+               disable=not cfg["progress"], desc="train", unit="step", dynamic_ncols=True)
+    last_curve = tr.train_seconds
+    ema_loss = None
+    while not tr.done():
+        t0 = time.perf_counter()
+        loss, samples = tr.train_step()
+        if tr.device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        tr.train_seconds += dt
+        ema_loss = loss if ema_loss is None else 0.9 * ema_loss + 0.1 * loss
+        bar.update(1)
+        bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{mse_to_psnr(ema_loss):.2f}",
+                        samples_s=f"{samples / max(dt, 1e-9):.3g}", rays=tr.rays)
+        if cfg["curve_every_s"] and tr.train_seconds - last_curve >= cfg["curve_every_s"]:
+            last_curve = tr.train_seconds
+            ev = tr.evaluate(tr.test_scene, cfg["eval_views"])
+            tr.curve.append((tr.train_seconds, tr.step, ev["psnr"]))
+        if cfg["eval_every"] and tr.step % cfg["eval_every"] == 0:
+            ev = tr.evaluate(tr.val_scene, cfg["eval_views"])
+            bar.write(f"step {tr.step}: val PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f}")
+        if cfg["ckpt_every"] and tr.step % cfg["ckpt_every"] == 0:
+            checkpoint.save(ckpt, tr.state())
+    bar.close()
+    checkpoint.save(ckpt, tr.state())
+    ev = tr.evaluate(tr.test_scene, cfg["test_views"], out / "renders" if cfg["save_renders"] else None)
+    result = {"psnr": ev["psnr"], "ssim": ev["ssim"], "test_views": ev["views"], "steps": tr.step,
+              "train_seconds": tr.train_seconds, "curve": tr.curve, "psnr_per_view": ev["psnr_per_view"],
+              "ssim_per_view": ev["ssim_per_view"], "checkpoint": str(ckpt), "data": tr.data_path,
+              "preset": cfg["preset"], "hard_mining": cfg["hard_mining"]}
+    atomic.write_json(out / "metrics.json", result)
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m hero.train", description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="procedural",
+                    help="scene folder or transforms.json, or 'procedural' (default: the built-in scene)")
+    ap.add_argument("--preset", default="cpu", choices=["cpu", "paper", "tiny"])
+    ap.add_argument("--out", default="runs/default")
+    ap.add_argument("--downscale", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    ap.add_argument("--minutes", type=float, default=None, help="training time budget (excludes evaluation)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--eval-every", type=int, default=500, help="steps between validation renders (0: off)")
+    ap.add_argument("--ckpt-every", type=int, default=500)
+    ap.add_argument("--test-views", type=int, default=None, help="evaluate the first N test views (default all)")
+    ap.add_argument("--hard-mining", action="store_true", help="backward only on the hardest rays of a batch")
+    ap.add_argument("--hard-keep", type=float, default=0.25, help="share of rays kept by hard mining")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    cfg = default_config(data=a.data, preset=a.preset, out=a.out, downscale=a.downscale, steps=a.steps,
+                         minutes=a.minutes, device=a.device, eval_every=a.eval_every, ckpt_every=a.ckpt_every,
+                         test_views=a.test_views, hard_mining=a.hard_mining, hard_keep=a.hard_keep, seed=a.seed,
+                         progress=not a.no_progress)
+    try:
+        res = train(cfg)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"test PSNR {res['psnr']:.2f} dB  SSIM {res['ssim']:.4f}  ({res['test_views']} views, {res['steps']} steps, "
+          f"{res['train_seconds'] / 60:.1f} min) -> {Path(a.out) / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
