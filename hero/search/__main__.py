@@ -66,11 +66,11 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     r = summary["results"]
-    print(f"\n{'':<10}{'PSNR dB':>9}{'SSIM':>8}{'latency ms':>12}{'size KiB':>10}{'cost':>10}")
+    print(f"\n{'':<10}{'PSNR dB':>9}{'SSIM':>8}{'latency ms':>12}{'size KiB':>11}{'cost ms*MiB':>13}")
     for name in ("fp32", "uniform8", "uniform4", "found", "found_qat"):
         x = r[name]
-        print(f"{name:<10}{x['psnr']:>9.2f}{x['ssim']:>8.3f}{x['latency_ms']:>12.3f}{x['size_kib']:>10.1f}"
-              f"{x['cost']:>10.5f}")
+        print(f"{name:<10}{x['psnr']:>9.2f}{x['ssim']:>8.3f}{x['latency_ms']:>12.3f}{x['size_kib']:>11.1f}"
+              f"{x['cost']:>13.3f}")
     print(f"found policy: {a.out / 'policy.json'}; results in {a.out} ({summary['minutes']:.1f} min)")
     return 0
 
