@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUILD_ROOT = ROOT / "build" / "sim"
 WAVES_ROOT = ROOT / "build" / "waves"
 PARAMS_ENV = "HERO_TB_PARAMS"
+warnings.filterwarnings("ignore", message="Python runners and associated APIs are an experimental feature")
 
 
 def waves_enabled() -> bool:
