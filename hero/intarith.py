@@ -481,13 +481,18 @@ def hash_pack_table(table, bits: int, word_bits: int) -> list[int]:
     return words
 
 
+def hash_entry_address(idx, features: int, bits: int, word_bits: int, base: int = 0):
+    """Where entry idx of a level starts: (word, bit within it). Entries are F*bits-bit fields
+    packed back to back from word `base` (the HEU's S2 address stage)."""
+    off = _as_int64(idx) * (features * bits)
+    return base + off // word_bits, off % word_bits
+
+
 def hash_unpack_entries(words, idx, features: int, bits: int, word_bits: int, base: int = 0):
     """Entries at indices idx read back from packed words the way the HEU does: the two words
     from base + (idx*F*bits) // word_bits, shifted, each feature sign-extended. -> (..., F) int64."""
     idx = np.asarray(idx, dtype=np.int64)
-    off = idx * (features * bits)
-    w = base + off // word_bits
-    s = off % word_bits
+    w, s = hash_entry_address(idx, features, bits, word_bits, base)
     mem = list(words) + [0]
     out = np.zeros(idx.shape + (features,), dtype=np.int64)
     for pos in np.ndindex(idx.shape):

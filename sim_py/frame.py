@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hero.intarith import hash_corner_offsets, hash_grid_position, hash_index, hash_levels
+from hero.intarith import hash_corner_offsets, hash_entry_address, hash_grid_position, hash_index, hash_levels
 
 from .hw import HardwareConfig
 from .memory import dram_cycles, entry_line, lru_misses, place_levels
@@ -145,7 +145,9 @@ class FrameModel:
             self._group_counted = self.w.trace_counted[:s].reshape(groups, lanes).all(axis=1)
         extra = 0
         for lvl in on:
-            bank = (place.base_word[lvl] + self.idx[lvl, :s] * (self.features * tb[lvl]) // hw.heu_word_bits) % banks
+            word, _ = hash_entry_address(self.idx[lvl, :s], self.features, tb[lvl], hw.heu_word_bits,
+                                         place.base_word[lvl])
+            bank = word % banks
             counts = np.bincount((self._step + bank).ravel(), minlength=groups * 8 * banks)
             worst = counts.reshape(groups, 8, banks).max(-1)
             extra += int((worst[self._group_counted] - 1).sum())

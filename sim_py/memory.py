@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hero.intarith import hash_words_per_level
+from hero.intarith import hash_entry_address, hash_words_per_level
 
 _SRC = Path(__file__).resolve().parent / "native" / "cache_sim.c"
 _BUILD = Path(__file__).resolve().parents[1] / "build" / "native"
@@ -66,8 +66,8 @@ def place_levels(entries: list[int], features: int, bits: list[int], word_bits: 
 def entry_line(idx: np.ndarray, base_word: int, features: int, bits: int, word_bits: int,
                line_bytes: int) -> np.ndarray:
     """Cache line of each entry's first bit: entries are packed densely, F*bits each, from base."""
-    bit = base_word * word_bits + idx.astype(np.int64) * (features * bits)
-    return bit // (8 * line_bytes)
+    word, bit = hash_entry_address(idx, features, bits, word_bits, base_word)
+    return (word * word_bits + bit) // (8 * line_bytes)
 
 
 def _compile() -> ctypes.CDLL:
