@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="procedural")
     ap.add_argument("--downscale", type=int, default=1)
     ap.add_argument("--minutes", type=float, default=2.0, help="training budget of each variant")
-    ap.add_argument("--keep", type=float, default=0.25, help="share of each batch's rays that get a backward")
+    ap.add_argument("--keep", type=float, default=0.25, help="share of each batch's samples that get a backward")
     ap.add_argument("--views", type=int, default=4, help="test views for the PSNR curve")
     ap.add_argument("--every", type=float, default=10.0, help="seconds of training between curve points")
     ap.add_argument("--seed", type=int, default=0)

@@ -30,14 +30,12 @@ DEFAULT_CKPT = Path("runs/bench_lego/checkpoint.pt")
 
 
 def mixed_policy(model) -> Policy:
-    """Coarse levels (small, often on chip) at 6 bits, fine levels at 4; MLP weights 6/5, the output layers 8."""
-    pol = Policy.uniform(model, 6)
-    levels = sorted(pol.tables)
-    for name in levels[len(levels) // 2:]:
-        pol.tables[name] = 4
-    pol.weights.update({"density.fc0": 5, "color.fc0": 5, "color.fc1": 5})
-    for name in pol.activations:
-        pol.activations[name] = 8 if name == "density.fc0" else 6
+    """Tables at 4 bits with the two finest levels at 3; MLP weights by sensitivity (the first and last
+    layers take fewer bits); activations at 8 (they cost the bit-serial engine no cycles)."""
+    pol = Policy.uniform(model, 8, table_bits=4)
+    for name in sorted(pol.tables)[-2:]:
+        pol.tables[name] = 3
+    pol.weights.update({"density.fc0": 4, "density.fc1": 6, "color.fc0": 6, "color.fc1": 5, "color.fc2": 5})
     return pol
 
 
@@ -94,10 +92,11 @@ def main(argv=None) -> int:
         pol = Policy.uniform(model, 8, table_bits=b)
         ptq(f"tables {b}-bit uniform (MLP 8)", pol)
         ptq(f"tables {b}-bit k-means (MLP 8)", pol, tables="kmeans")
+    ptq("uniform 4-bit, max-abs scales", Policy.uniform(model, 4, act_bits=4), scales="max")
     ptq("uniform 4-bit, ReLU not fused", Policy.uniform(model, 4, act_bits=4), fuse_relu=False)
     with_qat("uniform 4-bit, ReLU not fused", Policy.uniform(model, 4, act_bits=4), fuse_relu=False)
-    ptq("mixed (tables 6/4, MLP 5-8, act 6)", mixed_policy(model))
-    with_qat("mixed (tables 6/4, MLP 5-8, act 6)", mixed_policy(model))
+    ptq("mixed (tables 4/3, MLP 4-6, act 8)", mixed_policy(model))
+    with_qat("mixed (tables 4/3, MLP 4-6, act 8)", mixed_policy(model))
 
     print(f"\nlego, {test_scene.width}x{test_scene.height}, first {a.views} test views; sizes in KiB "
           f"(tables + weights + scales + codebooks)")

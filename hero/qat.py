@@ -4,14 +4,16 @@
 
 Trains the float weights through the fake-quant path (straight-through rounding), re-deriving the
 table and weight scales from the current weights every few steps; activation ranges stay as
-calibrated on training rays. Re-running the same command resumes from <out>/qat_state.pt. At the
-end it writes metrics.json (test PSNR and SSIM through the fake-quant path, size), policy.json,
-model.npz (the hardware export, for uniform tables) and test renders.
+calibrated on training rays; the learning rate decays from --lr to 0 (cosine). Re-running the same
+command resumes from <out>/qat_state.pt. At the end it writes metrics.json (test PSNR and SSIM
+through the fake-quant path, size), policy.json, model.npz (the hardware export, for uniform
+tables) and test renders.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -84,6 +86,8 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         py = torch.from_numpy(rng.integers(0, cam["height"], rays))
         o, d = prepare_rays(*pixel_rays(c2w[idx], px, py, cam["fx"], cam["fy"], cam["cx"], cam["cy"]), cam)
         target = images[idx, py, px].float() / 255.0
+        for g in opt.param_groups:  # cosine decay to zero: the last steps settle on the rounding grid
+            g["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / max(steps, 1)))
         color, _ = render_rays(field, grid, o, d, dt, max_steps, background)
         loss = ((color - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)

@@ -20,10 +20,19 @@ from hero.data.rays import pixel_rays
 from hero.nerf.cpu import tune_allocator
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.metrics import mse_to_psnr
-from hero.nerf.model import NGPField
+from hero.nerf.model import NGPField, sh_encode
 from hero.nerf.occupancy import OccupancyGrid
 from hero.nerf.presets import preset
-from hero.nerf.render import camera_meta, prepare_rays, render_rays, render_view, step_size
+from hero.nerf.render import (
+    camera_meta,
+    march,
+    prepare_rays,
+    render_rays,
+    render_samples,
+    render_view,
+    select_rays,
+    step_size,
+)
 
 DEFAULT_PROCEDURAL = Path("runs/data/procedural")
 MIN_RAYS, MAX_RAYS = 64, 65536
@@ -149,16 +158,23 @@ class Trainer:
             g["lr"] = self.lr_at()
         o, d, target, bg = self.sample_rays(self.rays)
         if self.cfg["hard_mining"]:
-            # Korhonen et al.: a no-grad forward on the whole batch, then forward+backward on the hardest rays.
+            # Korhonen et al.: a no-grad forward on the whole batch, then forward+backward on the samples
+            # of the hardest rays only (the marched samples are reused, not marched again).
+            sh = sh_encode(d)
+            s0 = march(o, d, self.grid, self.dt, m["steps_per_ray"], jitter=True)
             with torch.no_grad():
-                color, s0 = render_rays(self.model, self.grid, o, d, self.dt, m["steps_per_ray"], bg)
-                err = ((color - target) ** 2).sum(-1)
-            k = max(1, int(self.rays * self.cfg["hard_keep"]))
-            hard = err.topk(k).indices
-            o, d, target = o[hard], d[hard], target[hard]
-            bg = bg[hard] if torch.is_tensor(bg) else bg
+                err = ((render_samples(self.model, s0, sh, bg) - target) ** 2).sum(-1)
+            # The hardest rays whose samples fit in hard_keep of the batch's samples: the backward's cost.
+            order = err.argsort(descending=True)
+            cum = torch.bincount(s0.ray_ids, minlength=len(err))[order].cumsum(0)
+            k = max(1, int((cum <= self.cfg["hard_keep"] * len(s0)).sum()))
+            hard = order[:k].sort().values
+            s = select_rays(s0, hard)
+            color = render_samples(self.model, s, sh[hard], bg[hard] if torch.is_tensor(bg) else bg)
+            target = target[hard]
             n_fwd = len(s0)
-        color, s = render_rays(self.model, self.grid, o, d, self.dt, m["steps_per_ray"], bg)
+        else:
+            color, s = render_rays(self.model, self.grid, o, d, self.dt, m["steps_per_ray"], bg)
         loss = ((color - target) ** 2).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -249,7 +265,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--test-views", type=int, default=None, help="evaluate the first N test views (default all)")
     ap.add_argument("--hard-mining", action="store_true", help="backward only on the hardest rays of a batch")
-    ap.add_argument("--hard-keep", type=float, default=0.25, help="share of rays kept by hard mining")
+    ap.add_argument("--hard-keep", type=float, default=0.25,
+                    help="hard mining: share of the batch's samples that get a backward")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)

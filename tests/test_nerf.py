@@ -11,7 +11,16 @@ from hero.nerf.metrics import psnr, ssim
 from hero.nerf.model import NGPField, sh_encode
 from hero.nerf.occupancy import OccupancyGrid
 from hero.nerf.presets import preset
-from hero.nerf.render import Samples, composite, frame_samples, march, render_view
+from hero.nerf.render import (
+    Samples,
+    composite,
+    frame_samples,
+    march,
+    render_rays,
+    render_samples,
+    render_view,
+    select_rays,
+)
 
 
 def test_level_params_paper_config():
@@ -167,3 +176,20 @@ def test_psnr_and_ssim():
     noisy = (a + 0.2 * torch.randn_like(a)).clamp(0, 1)
     assert ssim(a, noisy) < 0.9
     assert ssim(a, noisy) < ssim(a, (a + 0.05 * torch.randn_like(a)).clamp(0, 1))
+
+
+def test_select_rays_renders_as_the_rays_alone():
+    """Hard mining reuses marched samples: the samples of chosen rays render as those rays marched alone."""
+    torch.manual_seed(0)
+    grid = OccupancyGrid([[-1.0] * 3, [1.0] * 3], res=8)
+    model = NGPField(preset("tiny"), grid.aabb)
+    o = torch.tensor([[0.0, 0.0, 3.0]]).repeat(6, 1) + torch.rand(6, 3) * 0.2
+    d = torch.nn.functional.normalize(torch.tensor([[0.0, 0.0, -1.0]]) + torch.rand(6, 3) * 0.3, dim=-1)
+    s = march(o, d, grid, 0.02, 200, jitter=False)
+    rays = torch.tensor([1, 4, 5])
+    sub = select_rays(s, rays)
+    assert sub.n_rays == 3 and set(sub.ray_ids.tolist()) == {0, 1, 2}
+    with torch.no_grad():
+        got = render_samples(model, sub, sh_encode(d[rays]), 1.0)
+        want, _ = render_rays(model, grid, o[rays], d[rays], 0.02, 200, 1.0, jitter=False)
+    assert torch.allclose(got, want, atol=1e-6)

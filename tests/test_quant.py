@@ -14,7 +14,15 @@ from hero.quant.calib import training_samples
 from hero.quant.export import export as export_model
 from hero.quant.export import load_export
 from hero.quant.policy import Policy, PolicyError, load_policy, policy_from_dict
-from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges, fp32_size_bits, quantize_symmetric
+from hero.quant.qnerf import (
+    QuantizedNeRF,
+    calibrate_ranges,
+    fp32_size_bits,
+    mse_scale,
+    output_error_scale,
+    quantize_symmetric,
+    symmetric_scale,
+)
 
 MIXED = {"tables": [8, 5, 3, 2], "weights": [8, 4, 6, 3, 5], "activations": [8, 6, 5, 4, 7]}
 
@@ -160,3 +168,28 @@ def test_kmeans_tables_beat_uniform_at_low_bits(setup):
     assert torch.isfinite(rgb).all()
     with pytest.raises(NotImplementedError, match="no codebook stage"):
         qk.forward_int(pos[:10], sh_encode(dirs[:10]))
+
+
+def test_clipping_scales_lower_the_error_at_low_bits(setup):
+    """mse_scale beats max-abs on a heavy-tailed tensor; output_error_scale beats both on the layer's output."""
+    torch.manual_seed(0)
+    x = torch.randn(20000) ** 3  # heavy tails
+    for bits in (3, 4):
+        err = {f.__name__: float((quantize_symmetric(x, bits, s := f(x, bits)) * s - x).pow(2).mean())
+               for f in (symmetric_scale, mse_scale)}
+        assert err["mse_scale"] < 0.8 * err["symmetric_scale"], err
+    model, pos, dirs, ranges = setup
+    w = model.color.fc1.weight.detach().double().t()
+    xin = ranges.samples["color.fc1"].double()
+    assert xin.shape == (min(1024, len(pos)), w.shape[0])
+
+    def out_err(s):
+        return float((xin @ (w - quantize_symmetric(w, 3, s) * s)).pow(2).sum())
+
+    s_out = output_error_scale(w, 3, xin)
+    assert out_err(s_out) <= min(out_err(symmetric_scale(w, 3)), out_err(mse_scale(w, 3))) + 1e-12
+    qo = QuantizedNeRF(model, Policy.uniform(model, 3), ranges)  # default: output-error scales
+    qm = QuantizedNeRF(model, Policy.uniform(model, 3), ranges, scales="max")
+    assert qo.layers[3].w_scale < qm.layers[3].w_scale and qo.table_scale[-1] < qm.table_scale[-1]
+    with pytest.raises(ValueError, match="scales must be one of"):
+        QuantizedNeRF(model, Policy.uniform(model, 8), ranges, scales="minmax")

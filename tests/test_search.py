@@ -11,9 +11,11 @@ import pytest
 from hero import checkpoint
 from hero.search.agent import DDPG, DDPGConfig
 from hero.search.env import QuantEnv, action_to_bits, units_of
+from hero.search.refine import refine
 from hero.search.run import search
 
-ARGS = {"episodes": 5, "qat_steps": 2, "held_out": 256, "test_views": 1, "progress": False, "warmup": 2}
+ARGS = {"episodes": 5, "qat_steps": 2, "held_out": 256, "test_views": 1, "progress": False, "warmup": 2,
+        "refine_passes": 1}
 
 
 def test_action_to_bits_is_haqs_mapping():
@@ -62,7 +64,9 @@ def test_search_writes_results_and_resumes(tiny_ckpt, tmp_path):
     rows = list(csv.DictReader((tmp_path / "episodes.csv").open()))
     assert [int(r["episode"]) for r in rows] == list(range(5))
     r = summary["results"]
-    assert set(r) == {"fp32", "uniform8", "uniform4", "found", "found_qat"}
+    assert set(r) == {"fp32", "uniform8", "uniform4", "found_ddpg", "found", "found_qat"}
+    ref = summary["refinement"]
+    assert ref["evaluations"] > 0 and ref["reward_after"] >= ref["reward_before"]
     assert r["uniform4"]["latency_ms"] < r["uniform8"]["latency_ms"]
     assert r["uniform4"]["size_kib"] < r["uniform8"]["size_kib"] < r["fp32"]["size_kib"]
     assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == 5
@@ -91,3 +95,17 @@ def test_search_cli_errors(tmp_path, args, message):
     res = subprocess.run([sys.executable, "-m", "hero.search", "--out", str(tmp_path), "--no-progress", *args],
                          capture_output=True, text=True)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_refine_climbs_one_bit_at_a_time_within_the_budget():
+    target = [3, 7, 5, 8]
+    seen = []
+
+    def reward(bits):
+        return -sum((b - t) ** 2 for b, t in zip(bits, target, strict=True))
+
+    out = refine([5, 5, 5, 5], 2, 8, reward, lambda b: sum(b) <= 22, passes=10, on_eval=lambda c, r: seen.append(c))
+    assert sum(out) <= 22 and reward(out) > reward([5, 5, 5, 5])
+    assert all(sum(c) <= 22 and all(2 <= b <= 8 for b in c) for c in seen)
+    assert refine([5, 5, 5, 5], 2, 8, reward, lambda b: True, passes=10) == target
+    assert refine([5, 5, 5, 5], 2, 8, reward, lambda b: True, passes=0) == [5, 5, 5, 5]

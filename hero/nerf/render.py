@@ -96,9 +96,22 @@ def render_rays(model, grid, origins, dirs, dt: float, max_steps: int, backgroun
                 jitter: bool = True) -> tuple[torch.Tensor, Samples]:
     """Differentiable render of rays (training): colour [R, 3] over the background (a float or [R, 3])."""
     s = march(origins, dirs, grid, dt, max_steps, jitter)
-    sigma, rgb = model.forward_sh(s.positions, sh_encode(dirs)[s.ray_ids])
+    return render_samples(model, s, sh_encode(dirs), background), s
+
+
+def render_samples(model, s: Samples, sh: torch.Tensor, background) -> torch.Tensor:
+    """Colour [R, 3] of marched samples; sh [R, 16] is the rays' direction encoding."""
+    sigma, rgb = model.forward_sh(s.positions, sh[s.ray_ids])
     color, acc, _, _ = composite(sigma, rgb, s)
-    return color + background * (1.0 - acc)[:, None], s
+    return color + background * (1.0 - acc)[:, None]
+
+
+def select_rays(s: Samples, rays: torch.Tensor) -> Samples:
+    """The samples of the given rays (ascending indices), renumbered 0..len(rays)-1, order kept."""
+    new_id = torch.full((s.n_rays,), -1, dtype=torch.long, device=s.ray_ids.device)
+    new_id[rays] = torch.arange(len(rays), device=rays.device)
+    keep = new_id[s.ray_ids] >= 0
+    return Samples(s.positions[keep], s.directions[keep], new_id[s.ray_ids[keep]], s.t[keep], s.dt[keep], len(rays))
 
 
 @torch.no_grad()

@@ -41,7 +41,78 @@ def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def symmetric_scale(x: torch.Tensor, bits: int) -> float:
+    """The max-abs scale: no value is clipped."""
     return max(float(x.detach().abs().max()), 1e-12) / ((1 << (bits - 1)) - 1)
+
+
+#: clip ratios (of max |x|) that mse_scale tries, coarse to fine near 1
+CLIP_RATIOS = torch.linspace(0.2, 1.0, 41, dtype=torch.float64)
+MSE_SAMPLE = 1 << 18  # values of a large tensor that mse_scale looks at (a fixed random subset)
+
+
+_SCALES: dict[tuple, float] = {}  # memo of the clipping searches, keyed by the tensors' contents
+
+
+def _memo(key: tuple, compute) -> float:
+    """The search keeps no state: the same values and bits give the same scale (the search and QAT
+    re-quantize unchanged tables and weights many times)."""
+    if key not in _SCALES:
+        if len(_SCALES) > 4096:
+            _SCALES.clear()
+        _SCALES[key] = compute()
+    return _SCALES[key]
+
+
+def _content(t: torch.Tensor) -> tuple:
+    a = t.detach().cpu().contiguous().numpy()
+    return a.shape, str(a.dtype), hash(a.tobytes())
+
+
+def mse_scale(x: torch.Tensor, bits: int) -> float:
+    """The clipping scale of least squared error (memoized; see _mse_scale)."""
+    return _memo(("mse", bits, _content(x)), lambda: _mse_scale(x, bits))
+
+
+def _mse_scale(x: torch.Tensor, bits: int) -> float:
+    """The symmetric scale that minimises the squared quantization error, clipping included.
+
+    At low bit widths the max-abs scale wastes most levels on a few outliers (hash tables and
+    weights are heavy-tailed); trading a little clipping for finer steps lowers the error.
+    """
+    v = x.detach().flatten().double()
+    if v.numel() > MSE_SAMPLE:
+        v = v[torch.randint(0, v.numel(), (MSE_SAMPLE,), generator=torch.Generator().manual_seed(0))]
+    qmax = (1 << (bits - 1)) - 1
+    amax = max(float(v.abs().max()), 1e-12)
+    scales = CLIP_RATIOS * amax / qmax
+    q = torch.clamp(torch.round(v[None, :] / scales[:, None]), -qmax, qmax) * scales[:, None]
+    return float(scales[int(((q - v[None, :]) ** 2).sum(1).argmin())])
+
+
+def output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor) -> float:
+    """The clipping scale of least output error (memoized; see _output_error_scale)."""
+    return _memo(("output", bits, _content(w), _content(x)), lambda: _output_error_scale(w, bits, x))
+
+
+def _output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor) -> float:
+    """The weight scale that minimises the layer's output error ||x @ (w - Q(w))||^2 on samples x.
+
+    w is (K, C) and x (N, K) in the units that multiply it. Better than the weights' own MSE: the
+    channels that carry large inputs are the ones whose rounding matters.
+    """
+    w, x = w.detach().double(), x.detach().double()
+    qmax = (1 << (bits - 1)) - 1
+    amax = max(float(w.abs().max()), 1e-12)
+    best, best_err = amax / qmax, float("inf")
+    for r in CLIP_RATIOS.tolist():
+        s = r * amax / qmax
+        err = float((x @ (w - torch.clamp(torch.round(w / s), -qmax, qmax) * s)).pow(2).sum())
+        if err < best_err:
+            best, best_err = s, err
+    return best
+
+
+SCALES = ("output", "mse", "max")  # weights: output error, own MSE, max-abs; tables: MSE, MSE, max-abs
 
 
 def quantize_symmetric(x: torch.Tensor, bits: int, scale: float) -> torch.Tensor:
@@ -56,11 +127,14 @@ class Ranges:
 
     encoding: float
     inputs: dict[str, float]  # per layer input; color.fc0 has 'color.fc0.geo' and 'color.fc0.sh'
+    samples: dict[str, torch.Tensor] | None = None  # a few float inputs of every layer (for weight scales)
 
 
 @torch.no_grad()
-def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, quantile: float = 0.9999) -> Ranges:
-    """Run the float model on training samples and record each quantized activation's range."""
+def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, quantile: float = 0.9999,
+                     n_samples: int = 1024) -> Ranges:
+    """Run the float model on training samples; record each quantized activation's range, and
+    `n_samples` of every layer's inputs (for output-error weight scales)."""
 
     def r(t: torch.Tensor) -> float:
         t = t.detach().abs().flatten().float()
@@ -74,8 +148,12 @@ def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, q
     sh = sh_encode(directions)
     c0 = torch.relu(model.color.fc0(torch.cat([h1[:, 1:], sh], -1)))
     c1 = torch.relu(model.color.fc1(c0))
+    sel = torch.randperm(len(e), generator=torch.Generator().manual_seed(0))[:n_samples]
+    inputs = {"density.fc0": e, "density.fc1": h0, "color.fc0": torch.cat([h1[:, 1:], sh], -1), "color.fc1": c0,
+              "color.fc2": c1}
     return Ranges(r(e), {"density.fc1": r(h0), "color.fc0.geo": r(h1[:, 1:]), "color.fc0.sh": r(sh),
-                         "color.fc1": r(c0), "color.fc2": r(c1)})
+                         "color.fc1": r(c0), "color.fc2": r(c1)},
+                  {k: v[sel].float().clone() for k, v in inputs.items()})
 
 
 @dataclass
@@ -93,9 +171,13 @@ class QLayer:
 
 class QuantizedNeRF:
     def __init__(self, model, policy: Policy, ranges: Ranges, fuse_relu: bool = True, word_bits: int = WORD_BITS,
-                 tables: str = "uniform"):
+                 tables: str = "uniform", scales: str = "output"):
         if tables not in ("uniform", "kmeans"):
             raise ValueError(f"tables must be 'uniform' or 'kmeans', got {tables!r}")
+        if scales not in SCALES:
+            raise ValueError(f"scales must be one of {', '.join(SCALES)}, got {scales!r}")
+        self.scale_mode = scales
+        self.scale_of = symmetric_scale if scales == "max" else mse_scale
         self.model, self.policy, self.ranges = model, policy, ranges
         self.fuse_relu, self.word_bits, self.table_mode = fuse_relu, word_bits, tables
         self.grid = model.grid
@@ -108,7 +190,7 @@ class QuantizedNeRF:
         g, pol = self.grid, self.policy
         self.level_names = [f"grid.level{p['level']:02d}" for p in g.params]
         self.table_bits = [pol.tables[n] for n in self.level_names]
-        self.table_scale = [symmetric_scale(g.table(i), b) for i, b in enumerate(self.table_bits)]
+        self.table_scale = [self.scale_of(g.table(i), b) for i, b in enumerate(self.table_bits)]
         self.codebooks = [kmeans_1d(g.table(i), 1 << b)[0] for i, b in enumerate(self.table_bits)] \
             if self.table_mode == "kmeans" else None
         self.enc_scale = self.ranges.encoding / 127.0
@@ -134,6 +216,12 @@ class QuantizedNeRF:
         rq = ia.Requant.from_scale(acc_scale / (range_ / levels), relu=relu, out_bits=a)
         return rq, acc_scale / rq.scale
 
+    def _weight_scale(self, name: str, w_folded: torch.Tensor, bits: int, in_scale: torch.Tensor) -> float:
+        x = (self.ranges.samples or {}).get(name)
+        if self.scale_mode != "output" or x is None:
+            return self.scale_of(w_folded, bits)
+        return output_error_scale(w_folded, bits, x.double() / in_scale[None, :])  # x in input LSBs
+
     def _quantize_layers(self) -> list[QLayer]:
         m, r = self.model, self.ranges.inputs
         geo = m.cfg["geo_features"]
@@ -157,7 +245,7 @@ class QuantizedNeRF:
                 in_fmt = ia.IntFormat(a, True)
             bits = self.policy.weights[name]
             w_folded = lin.weight.detach().double().t() * in_scale[:, None]  # (K, C)
-            w_scale = symmetric_scale(w_folded, bits)
+            w_scale = self._weight_scale(name, w_folded, bits, in_scale)
             w_int = quantize_symmetric(w_folded, bits, w_scale).long()
             rq, out_scale, relu_after = None, w_scale, False
             if name == "density.fc1":  # geometry features: signed, no activation

@@ -27,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/search"))
     ap.add_argument("--train-minutes", type=float, default=4.0, help="training time when no --ckpt is given")
+    ap.add_argument("--refine-passes", type=int, default=2,
+                    help="greedy one-bit passes over the agent's best policy (0: off)")
     ap.add_argument("--qat-steps", type=int, default=200, help="final QAT of the found policy")
     ap.add_argument("--held-out-rays", type=int, default=2048, help="rays of held-out views scoring each episode")
     ap.add_argument("--test-views", type=int, default=5, help="test views in the summary")
@@ -42,6 +44,7 @@ def main(argv=None) -> int:
                             ("--size-budget", a.size_budget, a.size_budget is None or a.size_budget > 0),
                             ("--train-minutes", a.train_minutes, a.train_minutes > 0),
                             ("--qat-steps", a.qat_steps, a.qat_steps >= 0),
+                            ("--refine-passes", a.refine_passes, a.refine_passes >= 0),
                             ("--held-out-rays", a.held_out_rays, a.held_out_rays >= 64),
                             ("--test-views", a.test_views, a.test_views >= 1)):
         if not ok:
@@ -61,15 +64,16 @@ def main(argv=None) -> int:
         summary = search(ckpt, a.out, hw=a.hw, hw_preset=a.hw_preset, episodes=a.episodes,
                          latency_budget=a.latency_budget, size_budget_kib=a.size_budget, seed=a.seed,
                          latency_weight=a.latency_weight, held_out=a.held_out_rays, qat_steps=a.qat_steps,
-                         test_views=a.test_views, progress=not a.no_progress)
+                         test_views=a.test_views, refine_passes=a.refine_passes,
+                         progress=not a.no_progress)
     except (DataError, HardwareError, PolicyError, CalibrationError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     r = summary["results"]
-    print(f"\n{'':<10}{'PSNR dB':>9}{'SSIM':>8}{'latency ms':>12}{'size KiB':>11}{'cost ms*MiB':>13}")
-    for name in ("fp32", "uniform8", "uniform4", "found", "found_qat"):
+    print(f"\n{'':<11}{'PSNR dB':>9}{'SSIM':>8}{'latency ms':>12}{'size KiB':>11}{'cost ms*MiB':>13}")
+    for name in ("fp32", "uniform8", "uniform4", "found_ddpg", "found", "found_qat"):
         x = r[name]
-        print(f"{name:<10}{x['psnr']:>9.2f}{x['ssim']:>8.3f}{x['latency_ms']:>12.3f}{x['size_kib']:>11.1f}"
+        print(f"{name:<11}{x['psnr']:>9.2f}{x['ssim']:>8.3f}{x['latency_ms']:>12.3f}{x['size_kib']:>11.1f}"
               f"{x['cost']:>13.3f}")
     print(f"found policy: {a.out / 'policy.json'}; results in {a.out} ({summary['minutes']:.1f} min)")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import time
 from pathlib import Path
@@ -25,10 +26,20 @@ from sim_py.workload import workload_from_frame
 
 from .agent import DDPG, DDPGConfig
 from .env import QuantEnv, units_of
+from .refine import refine
 from .score import Scorer, held_out_rays
 
 STATE = "search_state.pt"
 CSV_FIELDS = ["episode", "reward", "psnr", "latency_ms", "size_kib", "cost", "sigma", "feasible", "bits", "seconds"]
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of the model's parameters: a resumed search must score the same model."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def unit_shares(frame: FrameModel, model) -> tuple[dict, dict]:
@@ -48,7 +59,7 @@ def unit_shares(frame: FrameModel, model) -> tuple[dict, dict]:
 def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", episodes: int = 60,
            latency_budget: float | None = None, size_budget_kib: float | None = None, seed: int = 0,
            latency_weight: float = 3.0, held_out: int = 2048, qat_steps: int = 200, test_views: int | None = 5,
-           warmup: int | None = None, progress: bool = True) -> dict:
+           warmup: int | None = None, refine_passes: int = 2, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     model, meta = checkpoint.load(ckpt)
@@ -79,14 +90,16 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
             return scorer.quantized(policy).size_bits()["total"] / 8192 <= size_budget_kib
         return True
 
-    rows, best, episode = [], None, 0
+    rows, best, episode, refined = [], None, 0, None
+    settings = {"hw": hw, "hw_preset": hw_preset, "seed": seed, "latency_weight": latency_weight,
+                "model": model_fingerprint(model)}
     state_path = out / STATE
     if state_path.exists():
         st = checkpoint.load_state(state_path)
-        if st["config"] != {"hw": hw, "hw_preset": hw_preset, "seed": seed, "latency_weight": latency_weight}:
-            raise ValueError(f"{out} holds a search with other settings: use another --out")
+        if st["config"] != settings:
+            raise ValueError(f"{out} holds a search with other settings or another checkpoint: use another --out")
         agent.load_state_dict(st["agent"])
-        rows, best, episode = st["rows"], st["best"], st["episode"]
+        rows, best, episode, refined = st["rows"], st["best"], st["episode"], st.get("refined")
 
     bar = None
     if progress:
@@ -123,8 +136,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
         w.writerows(rows)
         atomic.write(out / "episodes.csv", buf.getvalue())
         checkpoint.save(state_path, {"agent": agent.state_dict(), "rows": rows, "best": best, "episode": episode,
-                                     "config": {"hw": hw, "hw_preset": hw_preset, "seed": seed,
-                                                "latency_weight": latency_weight}})
+                                     "config": settings})
         if bar is not None:
             bar.update(1)
             if best:
@@ -135,14 +147,45 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     if best is None:
         raise ValueError("no episode produced a policy within the budgets; relax --latency-budget/--size-budget")
 
-    found = env.policy([int(b) for b in best["bits"].split()])
+    ddpg_bits = [int(b) for b in best["bits"].split()]
+    if refined is None or (refined["passes"], refined["from"]) != (refine_passes, ddpg_bits):
+        refined = {"passes": refine_passes, "from": ddpg_bits,
+                   **refine_best(ddpg_bits, env, scorer, fits, refine_passes, progress)}
+        st = checkpoint.load_state(state_path)
+        checkpoint.save(state_path, {**st, "refined": refined})
+    found = env.policy(refined["bits"])
     found.save(out / "policy.json")
     return finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views,
-                  hwcfg, hw, t_start)
+                  hwcfg, hw, t_start, ddpg=env.policy(ddpg_bits), refined=refined)
+
+
+def refine_best(bits: list[int], env: QuantEnv, scorer: Scorer, fits, passes: int, progress: bool) -> dict:
+    """Greedy one-bit refinement of the agent's best policy (hero/search/refine.py)."""
+    bar = None
+    if progress and passes > 0:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="refine", unit="eval", dynamic_ncols=True)
+    best = {"reward": scorer(env.policy(bits)).reward}
+
+    def on_eval(cand, r):
+        best["reward"] = max(best["reward"], r)
+        if bar is not None:
+            s = scorer(env.policy(cand))
+            bar.update(1)
+            bar.set_postfix(best_reward=f"{best['reward']:.3f}", psnr=f"{s.psnr:.2f}", latency=f"{s.latency_ms:.2f}ms")
+
+    evals = []
+    out = refine(bits, env.b_min, env.b_max, lambda b: scorer(env.policy(b)).reward, lambda b: fits(env.policy(b)),
+                 passes, lambda c, r: (evals.append(r), on_eval(c, r)))
+    if bar is not None:
+        bar.close()
+    return {"bits": out, "evaluations": len(evals), "reward_before": scorer(env.policy(bits)).reward,
+            "reward_after": scorer(env.policy(out)).reward}
 
 
 def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views, hwcfg, hw,
-           t_start) -> dict:
+           t_start, ddpg: Policy | None = None, refined: dict | None = None) -> dict:
     """Final QAT of the found policy; summary, Pareto plot, latency breakdown and side-by-side image."""
     from hero.qat import qat
 
@@ -150,7 +193,7 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
     fp32_bits = fp32_size_bits(model)
     summary = {"hardware": hwcfg.name, "backend": hw, "episodes": len(rows), "best_episode": best["episode"]}
     configs = {"fp32": None, "uniform8": Policy.uniform(model, 8), "uniform4": Policy.uniform(model, 4),
-               "found": found}
+               "found_ddpg": ddpg or found, "found": found}
     results = {}
     for name, pol in configs.items():
         if pol is None:
@@ -166,6 +209,7 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
     results["found_qat"] = {**results["found"], "psnr": qres["psnr"], "ssim": qres["ssim"]}
     summary["results"] = results
     summary["policy"] = found.to_dict()
+    summary["refinement"] = {k: v for k, v in (refined or {}).items() if k not in ("bits", "from")}
     summary["test_views"] = test_views
     summary["minutes"] = (time.perf_counter() - t_start) / 60
     atomic.write_json(out / "summary.json", summary)
@@ -202,9 +246,10 @@ def pareto_plot(rows: list[dict], refs: dict, path: Path) -> None:
             front.append(i)
             best_psnr = psnr[i]
     ax.plot(lat[front], psnr[front], "k--", lw=1, label="Pareto front")
-    for name, marker in (("uniform8", "s"), ("uniform4", "^"), ("found", "*")):
+    for name, marker in (("uniform8", "s"), ("uniform4", "^"), ("found_ddpg", "P"), ("found", "*")):
         r = refs[name]
-        ax.scatter([r.latency_ms], [r.psnr], marker=marker, s=140, edgecolor="black", label=name, zorder=3)
+        label = {"found_ddpg": "found by DDPG", "found": "found, refined"}.get(name, name)
+        ax.scatter([r.latency_ms], [r.psnr], marker=marker, s=140, edgecolor="black", label=label, zorder=3)
     ax.set_xlabel("frame latency on the accelerator (ms)")
     ax.set_ylabel("PSNR on held-out rays, post-training quantization (dB)")
     ax.legend(fontsize=8)
