@@ -4,15 +4,17 @@
 
 Trains the float weights through the fake-quant path (straight-through rounding), re-deriving the
 table and weight scales from the current weights every few steps; activation ranges stay as
-calibrated on training rays; the learning rate decays from --lr to 0 (cosine). Re-running the same
-command resumes from <out>/qat_state.pt. At the end it writes metrics.json (test PSNR and SSIM
-through the fake-quant path, size), policy.json, model.npz (the hardware export, for uniform
-tables) and test renders.
+calibrated on training rays; the learning rate decays from --lr to 0 (cosine). The weights kept are
+those of the best val PSNR among step 0 (PTQ) and every checkpoint. Re-running the same command
+resumes from <out>/qat_state.pt. At the end it writes metrics.json (test PSNR and SSIM through
+the fake-quant path, size), policy.json, model.npz (the hardware export, for uniform tables) and
+test renders.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import time
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from hero import atomic, checkpoint
+from hero.data import DataError
 from hero.data.rays import pixel_rays
 from hero.data.scene import load_scene
 from hero.nerf.evaluate import evaluate_views
@@ -38,7 +41,8 @@ STATE = "qat_state.pt"
 
 def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: int = 500, lr: float = 1e-3,
         rays: int = 2048, refresh_every: int = 25, ckpt_every: int = 100, test_views: int | None = None,
-        fuse_relu: bool = True, tables: str = "uniform", progress: bool = True, seed: int = 0) -> dict:
+        fuse_relu: bool = True, tables: str = "uniform", progress: bool = True, seed: int = 0,
+        val_views: int = 2) -> dict:
     out = Path(out)
     model, meta = checkpoint.load(ckpt)
     grid = meta["occupancy"]
@@ -47,6 +51,10 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     downscale = meta["config"].get("downscale", 1)
     train_scene = load_scene(meta["data"], "train", downscale)
     test_scene = load_scene(meta["data"], "test", downscale)
+    try:
+        val_scene = load_scene(meta["data"], "val", downscale)
+    except DataError:
+        val_scene = train_scene
     dt, max_steps, background = meta["dt"], meta["max_steps"], meta["background"]
 
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
@@ -57,17 +65,36 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
             raise PolicyError(f"{out} holds a QAT run of another policy or mode: use another --out")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
-        ranges, step = Ranges(**st["ranges"]), st["step"]
+        ranges, step, best = Ranges(**st["ranges"]), st["step"], st.get("best")
     else:
         pos, dirs = training_samples(grid, train_scene, dt, max_steps, n_rays=4096, seed=seed)
         ranges = calibrate_ranges(model, pos, dirs)
+        best = None
     qn = QuantizedNeRF(model, policy, ranges, fuse_relu=fuse_relu, tables=tables)
     field = FakeQuantField(qn)
+
+    def val_psnr() -> float:
+        qn.refresh()
+        model.eval()
+        p = evaluate_views(field, grid, val_scene, dt, max_steps, background, val_views)["psnr"]
+        model.train()
+        return p
+
+    def keep_if_best() -> None:
+        """Model selection on the val views: QAT must not hand back a model worse than it got."""
+        nonlocal best
+        p = val_psnr()
+        if best is None or p > best["psnr"]:
+            best = {"psnr": p, "step": step, "model": copy.deepcopy(model.state_dict()),
+                    "ptq_psnr": p if best is None else best["ptq_psnr"]}
+
+    if best is None:
+        keep_if_best()  # step 0: the post-training-quantized model
 
     def save_state():
         checkpoint.save(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                      "ranges": vars(ranges), "policy": policy.to_dict(), "tables": tables,
-                                     "fuse_relu": fuse_relu})
+                                     "fuse_relu": fuse_relu, "best": best})
 
     images = torch.from_numpy(train_scene.images)
     c2w = torch.as_tensor(np.asarray(train_scene.c2w), dtype=torch.float32)
@@ -97,6 +124,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         if step % refresh_every == 0:
             qn.refresh()
         if step % ckpt_every == 0 or step == steps:
+            keep_if_best()
             save_state()
         if bar is not None:
             bar.update(1)
@@ -104,6 +132,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
             bar.set_postfix(loss=f"{lv:.4f}", psnr=f"{mse_to_psnr(lv):.2f}")
     if bar is not None:
         bar.close()
+    model.load_state_dict(best["model"])
     qn.refresh()
     model.eval()
     ev = evaluate_views(field, grid, test_scene, dt, max_steps, background, test_views, out / "renders")
@@ -111,7 +140,8 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     result = {"psnr": ev["psnr"], "ssim": ev["ssim"], "test_views": ev["views"], "steps": step,
               "size_bits": size, "fp32_bits": fp32_size_bits(model),
               "compression": fp32_size_bits(model) / size["total"], "seconds": time.perf_counter() - t0,
-              "policy": policy.to_dict(), "tables": tables, "fuse_relu": fuse_relu}
+              "policy": policy.to_dict(), "tables": tables, "fuse_relu": fuse_relu,
+              "best_step": best["step"], "val_psnr": best["psnr"], "val_psnr_ptq": best["ptq_psnr"]}
     policy.save(out / "policy.json")
     if tables == "uniform":
         export(qn, out / "model.npz")

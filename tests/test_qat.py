@@ -18,6 +18,7 @@ def test_qat_writes_results_and_resumes(tiny_ckpt, tmp_path):
     res = qat(tiny_ckpt, policy, tmp_path, steps=4, rays=256, ckpt_every=2, test_views=1, progress=False)
     assert res["steps"] == 4 and res["psnr"] > 5 and 0 < res["ssim"] <= 1
     assert res["compression"] > 7.5  # 4-bit everything: about 8x smaller than FP32
+    assert res["best_step"] in (0, 2, 4) and res["val_psnr"] >= res["val_psnr_ptq"]
     assert json.loads((tmp_path / "metrics.json").read_text())["psnr"] == res["psnr"]
     assert load_export(tmp_path / "model.npz").layers[0].bits == 4
     assert (tmp_path / "renders" / "test_000.png").exists()
