@@ -86,6 +86,7 @@ def test_latency_budget_is_enforced(tiny_ckpt, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--episodes", "0"], "--episodes 0: out of range"),
+    (["--refine-passes", "-1"], "--refine-passes -1: out of range"),
     (["--hw", "fast"], "invalid choice: 'fast'"),
     (["--hw-preset", "nope"], "no such file or preset"),
     (["--ckpt", "none.pt"], "--ckpt none.pt: no such file"),
