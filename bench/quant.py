@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 from hero import checkpoint
-from hero.data.scene import load_scene
 from hero.nerf.evaluate import evaluate_views
 from hero.qat import qat
-from hero.quant.calib import training_samples
+from hero.quant.calib import calibrated_ranges, checkpoint_scenes
 from hero.quant.policy import Policy
-from hero.quant.qnerf import FakeQuantField, QuantizedNeRF, calibrate_ranges, fp32_size_bits
+from hero.quant.qnerf import FakeQuantField, QuantizedNeRF, fp32_size_bits
 
 DEFAULT_CKPT = Path("runs/bench_lego/checkpoint.pt")
 
@@ -52,12 +51,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model, meta = checkpoint.load(a.ckpt)
     grid = meta["occupancy"]
-    downscale = meta["config"].get("downscale", 1)
-    train_scene = load_scene(meta["data"], "train", downscale)
-    test_scene = load_scene(meta["data"], "test", downscale)
+    train_scene, _, test_scene = checkpoint_scenes(meta)
     dt, steps, bg = meta["dt"], meta["max_steps"], meta["background"]
-    pos, dirs = training_samples(grid, train_scene, dt, steps, n_rays=4096)
-    ranges = calibrate_ranges(model, pos, dirs)
+    ranges = calibrated_ranges(model, meta, train_scene)
     fp32_bits = fp32_size_bits(model)
     rows = []
 

@@ -21,12 +21,11 @@ from pathlib import Path
 import torch
 
 from hero import checkpoint
-from hero.data.scene import load_scene
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.render import camera_meta
-from hero.quant.calib import training_samples
+from hero.quant.calib import calibrated_ranges, checkpoint_scenes
 from hero.quant.policy import Policy, load_policy
-from hero.quant.qnerf import FakeQuantField, QuantizedNeRF, calibrate_ranges
+from hero.quant.qnerf import FakeQuantField, QuantizedNeRF
 from hero.search.run import search
 from sim_py.backends import get_backend
 from sim_py.frame import FrameModel
@@ -50,7 +49,7 @@ def main(argv=None) -> int:
         ap.error(f"--ckpt {a.ckpt}: no such file (train one with `python -m bench.train_lego`)")
     t0 = time.perf_counter()
     model, meta = checkpoint.load(a.ckpt)
-    test = load_scene(meta["data"], "test", meta["config"].get("downscale", 1))
+    train, _, test = checkpoint_scenes(meta)
     grid, dt, steps, bg = meta["occupancy"], meta["dt"], meta["max_steps"], meta["background"]
 
     found = {}
@@ -60,8 +59,7 @@ def main(argv=None) -> int:
                qat_steps=0, test_views=1, progress=True)
         found[seed] = load_policy(out / "policy.json", model)
     # Re-score everything on the same test views, with the same calibration and cycle model.
-    train = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
-    ranges = calibrate_ranges(model, *training_samples(grid, train, dt, steps, n_rays=4096))
+    ranges = calibrated_ranges(model, meta, train)
     wl = workload_from_frame(model, grid, torch.from_numpy(test.c2w[0]), camera_meta(test), dt, steps)
     frame = FrameModel(wl, load_hardware(a.hw_preset), get_backend("rtl_calibrated"))
     levels = [n for n, k, _ in model.quant_units() if k == "hash_level"]

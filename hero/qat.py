@@ -24,17 +24,15 @@ import numpy as np
 import torch
 
 from hero import atomic, checkpoint
-from hero.data import DataError
 from hero.data.rays import pixel_rays
-from hero.data.scene import load_scene
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.metrics import mse_to_psnr
 from hero.nerf.render import camera_meta, prepare_rays, render_rays
 
-from .quant.calib import training_samples
+from .quant.calib import calibrated_ranges, checkpoint_scenes
 from .quant.export import export
 from .quant.policy import Policy, PolicyError, load_policy
-from .quant.qnerf import FakeQuantField, QuantizedNeRF, Ranges, calibrate_ranges, fp32_size_bits
+from .quant.qnerf import FakeQuantField, QuantizedNeRF, Ranges, fp32_size_bits
 
 STATE = "qat_state.pt"
 
@@ -48,13 +46,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     grid = meta["occupancy"]
     if not isinstance(policy, Policy):
         policy = load_policy(policy, model)
-    downscale = meta["config"].get("downscale", 1)
-    train_scene = load_scene(meta["data"], "train", downscale)
-    test_scene = load_scene(meta["data"], "test", downscale)
-    try:
-        val_scene = load_scene(meta["data"], "val", downscale)
-    except DataError:
-        val_scene = train_scene
+    train_scene, val_scene, test_scene = checkpoint_scenes(meta)
     dt, max_steps, background = meta["dt"], meta["max_steps"], meta["background"]
 
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
@@ -67,14 +59,12 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         opt.load_state_dict(st["optimizer"])
         ranges, step, best = Ranges(**st["ranges"]), st["step"], st.get("best")
     else:
-        pos, dirs = training_samples(grid, train_scene, dt, max_steps, n_rays=4096, seed=seed)
-        ranges = calibrate_ranges(model, pos, dirs)
+        ranges = calibrated_ranges(model, meta, train_scene, seed)
         best = None
     qn = QuantizedNeRF(model, policy, ranges, fuse_relu=fuse_relu, tables=tables)
     field = FakeQuantField(qn)
 
-    def val_psnr() -> float:
-        qn.refresh()
+    def val_psnr() -> float:  # of the current integers (qn refreshed by the caller)
         model.eval()
         p = evaluate_views(field, grid, val_scene, dt, max_steps, background, val_views)["psnr"]
         model.train()
@@ -121,7 +111,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         loss.backward()
         opt.step()
         step += 1
-        if step % refresh_every == 0:
+        if step % refresh_every == 0 or step % ckpt_every == 0 or step == steps:
             qn.refresh()
         if step % ckpt_every == 0 or step == steps:
             keep_if_best()

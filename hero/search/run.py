@@ -12,12 +12,11 @@ import numpy as np
 import torch
 
 from hero import atomic, checkpoint
-from hero.data.scene import load_scene
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.render import camera_meta, render_view
-from hero.quant.calib import training_samples
+from hero.quant.calib import calibrated_ranges, checkpoint_scenes
 from hero.quant.policy import Policy
-from hero.quant.qnerf import FakeQuantField, calibrate_ranges, fp32_size_bits
+from hero.quant.qnerf import FakeQuantField, fp32_size_bits
 from sim_py.backends import get_backend
 from sim_py.frame import FrameModel
 from sim_py.hw import load_hardware
@@ -64,15 +63,8 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     t_start = time.perf_counter()
     model, meta = checkpoint.load(ckpt)
     grid = meta["occupancy"]
-    downscale = meta["config"].get("downscale", 1)
-    train_scene = load_scene(meta["data"], "train", downscale)
-    test_scene = load_scene(meta["data"], "test", downscale)
-    try:
-        val_scene = load_scene(meta["data"], "val", downscale)
-    except (ValueError, FileNotFoundError):
-        val_scene = train_scene
-    pos, dirs = training_samples(grid, train_scene, meta["dt"], meta["max_steps"], n_rays=4096, seed=seed)
-    ranges = calibrate_ranges(model, pos, dirs)
+    train_scene, val_scene, test_scene = checkpoint_scenes(meta)
+    ranges = calibrated_ranges(model, meta, train_scene, seed)
     hwcfg = load_hardware(hw_preset)
     wl = workload_from_frame(model, grid, torch.from_numpy(test_scene.c2w[0]), camera_meta(test_scene),
                              meta["dt"], meta["max_steps"], name=f"{Path(meta['data']).name} test view 0")
@@ -94,6 +86,11 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     settings = {"hw": hw, "hw_preset": hw_preset, "seed": seed, "latency_weight": latency_weight,
                 "model": model_fingerprint(model)}
     state_path = out / STATE
+
+    def save_state() -> None:
+        checkpoint.save(state_path, {"agent": agent.state_dict(), "rows": rows, "best": best, "episode": episode,
+                                     "config": settings, "refined": refined})
+
     if state_path.exists():
         st = checkpoint.load_state(state_path)
         if st["config"] != settings:
@@ -135,8 +132,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
         w.writeheader()
         w.writerows(rows)
         atomic.write(out / "episodes.csv", buf.getvalue())
-        checkpoint.save(state_path, {"agent": agent.state_dict(), "rows": rows, "best": best, "episode": episode,
-                                     "config": settings})
+        save_state()
         if bar is not None:
             bar.update(1)
             if best:
@@ -151,8 +147,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     if refined is None or (refined["passes"], refined["from"]) != (refine_passes, ddpg_bits):
         refined = {"passes": refine_passes, "from": ddpg_bits,
                    **refine_best(ddpg_bits, env, scorer, fits, refine_passes, progress)}
-        st = checkpoint.load_state(state_path)
-        checkpoint.save(state_path, {**st, "refined": refined})
+        save_state()
     found = env.policy(refined["bits"])
     found.save(out / "policy.json")
     return finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views,
@@ -166,22 +161,22 @@ def refine_best(bits: list[int], env: QuantEnv, scorer: Scorer, fits, passes: in
         from tqdm import tqdm
 
         bar = tqdm(desc="refine", unit="eval", dynamic_ncols=True)
-    best = {"reward": scorer(env.policy(bits)).reward}
+    before = scorer(env.policy(bits)).reward
+    seen = {"evaluations": 0, "best": before}
 
     def on_eval(cand, r):
-        best["reward"] = max(best["reward"], r)
+        seen["evaluations"] += 1
+        seen["best"] = max(seen["best"], r)
         if bar is not None:
-            s = scorer(env.policy(cand))
+            s = scorer(env.policy(cand))  # cached: the reward's own evaluation
             bar.update(1)
-            bar.set_postfix(best_reward=f"{best['reward']:.3f}", psnr=f"{s.psnr:.2f}", latency=f"{s.latency_ms:.2f}ms")
+            bar.set_postfix(best_reward=f"{seen['best']:.3f}", psnr=f"{s.psnr:.2f}", latency=f"{s.latency_ms:.2f}ms")
 
-    evals = []
     out = refine(bits, env.b_min, env.b_max, lambda b: scorer(env.policy(b)).reward, lambda b: fits(env.policy(b)),
-                 passes, lambda c, r: (evals.append(r), on_eval(c, r)))
+                 passes, on_eval)
     if bar is not None:
         bar.close()
-    return {"bits": out, "evaluations": len(evals), "reward_before": scorer(env.policy(bits)).reward,
-            "reward_after": scorer(env.policy(out)).reward}
+    return {"bits": out, "evaluations": seen["evaluations"], "reward_before": before, "reward_after": seen["best"]}
 
 
 def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views, hwcfg, hw,
