@@ -7,6 +7,7 @@ Peak step memory = the largest total of tensors saved for backward in one step (
 what mining reduces); the peak RSS of each process is printed as well.
 
 Usage: python -m bench.hard_samples [--data PATH] [--downscale N] [--minutes 2] [--keep 0.25]
+                                    [--unit samples|rays]
 Last line: time_ratio=<r> peak_mem_ratio=<m>
 """
 
@@ -33,7 +34,7 @@ def worker(a) -> None:
     from hero.train import Trainer, default_config
 
     cfg = default_config(data=a.data, preset="cpu", downscale=a.downscale, minutes=a.minutes, seed=a.seed,
-                         hard_mining=a.variant == "hard", hard_keep=a.keep, progress=False)
+                         hard_mining=a.variant == "hard", hard_unit=a.unit, hard_keep=a.keep, progress=False)
     tr = Trainer(cfg)
     saved = {"now": 0, "peak": 0}
 
@@ -75,6 +76,7 @@ def main(argv=None) -> int:
     ap.add_argument("--views", type=int, default=4, help="test views for the PSNR curve")
     ap.add_argument("--every", type=float, default=10.0, help="seconds of training between curve points")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--unit", choices=["samples", "rays"], default="samples", help="what mining selects")
     ap.add_argument("--variant", choices=["base", "hard"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.variant:
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
     for v in ("base", "hard"):
         cmd = [sys.executable, "-m", "bench.hard_samples", "--variant", v, "--data", a.data, "--downscale",
                str(a.downscale), "--minutes", str(a.minutes), "--keep", str(a.keep), "--views", str(a.views),
-               "--every", str(a.every), "--seed", str(a.seed)]
+               "--every", str(a.every), "--seed", str(a.seed), "--unit", a.unit]
         print(f"running {v} ({a.minutes} min of training) ...", flush=True)
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
@@ -96,7 +98,8 @@ def main(argv=None) -> int:
             return 1
         res[v] = json.loads(r.stdout.strip().splitlines()[-1])
     base, hard = res["base"], res["hard"]
-    print(f"\nPSNR on {a.views} test views vs training time ({a.data}, cpu preset, hard mining keeps {a.keep:.0%})")
+    print(f"\nPSNR on {a.views} test views vs training time ({a.data}, cpu preset, "
+          f"hard mining keeps {a.keep:.0%} of the {a.unit})")
     print(f"{'baseline s':>10} {'PSNR':>7}   {'mining s':>9} {'PSNR':>7}")
     for i in range(max(len(base["curve"]), len(hard["curve"]))):
         b = base["curve"][i] if i < len(base["curve"]) else None

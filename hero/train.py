@@ -25,6 +25,7 @@ from hero.nerf.occupancy import OccupancyGrid
 from hero.nerf.presets import preset
 from hero.nerf.render import (
     camera_meta,
+    composite,
     march,
     prepare_rays,
     render_rays,
@@ -36,13 +37,15 @@ from hero.nerf.render import (
 
 DEFAULT_PROCEDURAL = Path("runs/data/procedural")
 MIN_RAYS, MAX_RAYS = 64, 65536
+HARD_UNITS = ("samples", "rays")
 
 
 def default_config(**kw) -> dict:
     cfg = {
         "data": "procedural", "preset": "cpu", "out": "runs/default", "downscale": 1, "device": "auto",
         "steps": None, "minutes": None, "eval_every": 0, "eval_views": 1, "ckpt_every": 500,
-        "test_views": None, "hard_mining": False, "hard_keep": 0.25, "seed": 0, "progress": True,
+        "test_views": None, "hard_mining": False, "hard_unit": "samples", "hard_keep": 0.25, "seed": 0,
+        "progress": True,
         "save_renders": True, "model": None, "curve_every_s": 0.0,
     }
     cfg.update(kw)
@@ -65,10 +68,36 @@ def resolve_data(data: str | None, procedural_size: int = 100) -> Path:
     return Path(data)
 
 
+def hard_sample_backward(model, s, sh: torch.Tensor, target: torch.Tensor, background, keep: float):
+    """Sample-level hard mining (Korhonen et al.): a no-grad forward on every sample; the loss's gradient
+    with respect to each sample's outputs from compositing alone; then forward+backward on the `keep`
+    share of samples whose gradient at the network's raw outputs is largest, fed that exact gradient.
+    Accumulates into the parameters' .grad; returns (loss, samples that got a backward)."""
+    sh = sh[s.ray_ids]
+    with torch.no_grad():
+        sigma, rgb = model.forward_sh(s.positions, sh)
+    sigma.requires_grad_()
+    rgb.requires_grad_()
+    color, acc, _, _ = composite(sigma, rgb, s)
+    loss = ((color + background * (1.0 - acc)[:, None] - target) ** 2).mean()
+    g_sigma, g_rgb = torch.autograd.grad(loss, (sigma, rgb))
+    with torch.no_grad():  # through trunc_exp and the sigmoid to the raw outputs
+        score = (g_sigma * sigma) ** 2 + ((g_rgb * rgb * (1.0 - rgb)) ** 2).sum(-1)
+        hard = score.topk(min(len(s), max(1, int(keep * len(s)))), sorted=False).indices
+    if len(hard):
+        sig_h, rgb_h = model.forward_sh(s.positions[hard], sh[hard])
+        torch.autograd.backward((sig_h, rgb_h), (g_sigma[hard], g_rgb[hard]))
+    return float(loss.detach()), len(hard)
+
+
 class Trainer:
     """State of one training run (model, occupancy grid, optimiser, data on the device)."""
 
     def __init__(self, cfg: dict):
+        if cfg["hard_unit"] not in HARD_UNITS:
+            raise ValueError(f"hard_unit {cfg['hard_unit']!r}: choose one of {', '.join(HARD_UNITS)}")
+        if not 0.0 < cfg["hard_keep"] <= 1.0:
+            raise ValueError(f"hard_keep {cfg['hard_keep']}: must be in (0, 1]")
         self.cfg = cfg
         self.device = pick_device(cfg["device"])
         if self.device.type == "cpu":
@@ -157,8 +186,10 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at()
         o, d, target, bg = self.sample_rays(self.rays)
+        if self.cfg["hard_mining"] and self.cfg["hard_unit"] == "samples":
+            return self._hard_sample_step(o, d, target, bg)
         if self.cfg["hard_mining"]:
-            # Korhonen et al.: a no-grad forward on the whole batch, then forward+backward on the samples
+            # Ray-level mining: a no-grad forward on the whole batch, then forward+backward on the samples
             # of the hardest rays only (the marched samples are reused, not marched again).
             sh = sh_encode(d)
             s0 = march(o, d, self.grid, self.dt, m["steps_per_ray"], jitter=True)
@@ -181,11 +212,23 @@ class Trainer:
         self.opt.step()
         n = len(s)
         samples = n if not self.cfg["hard_mining"] else n_fwd
-        # Adapt the ray count so that a batch holds about max_samples samples (Instant-NGP).
-        per_ray = max(samples, 1) / self.rays
-        self.rays = int(min(MAX_RAYS, max(MIN_RAYS, 0.7 * self.rays + 0.3 * m["max_samples"] / per_ray)))
+        self._adapt_rays(samples)
         self.step += 1
         return float(loss.detach()), samples + (n if self.cfg["hard_mining"] else 0)
+
+    def _hard_sample_step(self, o, d, target, bg) -> tuple[float, int]:
+        s = march(o, d, self.grid, self.dt, self.mcfg["steps_per_ray"], jitter=True)
+        self.opt.zero_grad(set_to_none=True)
+        loss, n_hard = hard_sample_backward(self.model, s, sh_encode(d), target, bg, self.cfg["hard_keep"])
+        self.opt.step()
+        self._adapt_rays(len(s))
+        self.step += 1
+        return loss, len(s) + n_hard
+
+    def _adapt_rays(self, samples: int) -> None:
+        """Adapt the ray count so that a batch holds about max_samples samples (Instant-NGP)."""
+        per_ray = max(samples, 1) / self.rays
+        self.rays = int(min(MAX_RAYS, max(MIN_RAYS, 0.7 * self.rays + 0.3 * self.mcfg["max_samples"] / per_ray)))
 
     # -- evaluation ----------------------------------------------------------------------------
     def render(self, scene: Scene, i: int) -> torch.Tensor:
@@ -264,16 +307,21 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=500, help="steps between validation renders (0: off)")
     ap.add_argument("--ckpt-every", type=int, default=500)
     ap.add_argument("--test-views", type=int, default=None, help="evaluate the first N test views (default all)")
-    ap.add_argument("--hard-mining", action="store_true", help="backward only on the hardest rays of a batch")
+    ap.add_argument("--hard-mining", action="store_true",
+                    help="hard-sample mining: backward only on the hardest samples (or rays) of a batch")
+    ap.add_argument("--hard-unit", choices=HARD_UNITS, default="samples",
+                    help="hard mining selects samples (Korhonen et al., default) or whole rays")
     ap.add_argument("--hard-keep", type=float, default=0.25,
-                    help="hard mining: share of the batch's samples that get a backward")
+                    help="hard mining: share of the batch's samples that get a backward, in (0, 1]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
+    if not 0.0 < a.hard_keep <= 1.0:
+        ap.error(f"--hard-keep {a.hard_keep}: must be in (0, 1]")
     cfg = default_config(data=a.data, preset=a.preset, out=a.out, downscale=a.downscale, steps=a.steps,
                          minutes=a.minutes, device=a.device, eval_every=a.eval_every, ckpt_every=a.ckpt_every,
-                         test_views=a.test_views, hard_mining=a.hard_mining, hard_keep=a.hard_keep, seed=a.seed,
-                         progress=not a.no_progress)
+                         test_views=a.test_views, hard_mining=a.hard_mining, hard_unit=a.hard_unit,
+                         hard_keep=a.hard_keep, seed=a.seed, progress=not a.no_progress)
     try:
         res = train(cfg)
     except DataError as exc:

@@ -98,7 +98,7 @@ def test_search_cli_errors(tmp_path, args, message):
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
 
 
-def test_refine_climbs_one_bit_at_a_time_within_the_budget():
+def test_refine_climbs_in_one_bit_steps_within_the_budget():
     target = [3, 7, 5, 8]
     seen = []
 
@@ -109,4 +109,7 @@ def test_refine_climbs_one_bit_at_a_time_within_the_budget():
     assert sum(out) <= 22 and reward(out) > reward([5, 5, 5, 5])
     assert all(sum(c) <= 22 and all(2 <= b <= 8 for b in c) for c in seen)
     assert refine([5, 5, 5, 5], 2, 8, reward, lambda b: True, passes=10) == target
+    # a unit walks as far as the reward keeps rising within a single pass
+    assert refine([5, 5, 5, 5], 2, 8, reward, lambda b: True, passes=1) == target
+    assert refine([2, 2, 2, 2], 2, 8, lambda b: float(sum(b)), lambda b: True, passes=1) == [8, 8, 8, 8]
     assert refine([5, 5, 5, 5], 2, 8, reward, lambda b: True, passes=0) == [5, 5, 5, 5]

@@ -9,7 +9,9 @@ import torch
 
 from hero import checkpoint
 from hero.data import procedural
-from hero.train import train
+from hero.nerf.model import sh_encode
+from hero.nerf.render import march, render_samples
+from hero.train import Trainer, default_config, hard_sample_backward, train
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +51,47 @@ def test_train_learns_saves_and_resumes(scene_dir, tmp_path):
     assert res2["psnr"] > res["psnr"] - 1.0
 
 
-def test_hard_mining_trains(scene_dir, tmp_path):
-    res = train(cfg(scene_dir, tmp_path / "hard", steps=100, hard_mining=True, save_renders=False))
+@pytest.mark.parametrize("unit", ["samples", "rays"])
+def test_hard_mining_trains(scene_dir, tmp_path, unit):
+    res = train(cfg(scene_dir, tmp_path / unit, steps=100, hard_mining=True, hard_unit=unit, save_renders=False))
     assert res["steps"] == 100 and res["hard_mining"] and res["psnr"] > 14.0, res
+
+
+def _grads(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def test_hard_sample_gradient_is_the_full_gradient_on_the_kept_samples(scene_dir, tmp_path):
+    tr = Trainer(default_config(**cfg(scene_dir, tmp_path / "g")))
+    for _ in range(30):
+        tr.train_step()
+    o, d, target, bg = tr.sample_rays(256)
+    s = march(o, d, tr.grid, tr.dt, tr.mcfg["steps_per_ray"], jitter=False)
+    assert len(s) > 1000
+    loss = ((render_samples(tr.model, s, sh_encode(d), bg) - target) ** 2).mean()
+    tr.opt.zero_grad()
+    loss.backward()
+    full = _grads(tr.model)
+    tr.opt.zero_grad()
+    mined_loss, n = hard_sample_backward(tr.model, s, sh_encode(d), target, bg, keep=1.0)
+    assert n == len(s) and mined_loss == pytest.approx(float(loss.detach()), rel=1e-5)
+    torch.testing.assert_close(_grads(tr.model), full, rtol=1e-4, atol=1e-7)
+    tr.opt.zero_grad()
+    _, n = hard_sample_backward(tr.model, s, sh_encode(d), target, bg, keep=0.25)
+    part = _grads(tr.model)
+    assert n == int(0.25 * len(s))
+    # the kept quarter carries most of the gradient, but not all of it
+    assert 0.5 < float(part @ full) / float(full @ full) < 1.0
+
+
+def test_bad_hard_mining_settings_are_refused(scene_dir, tmp_path):
+    with pytest.raises(ValueError, match="hard_unit"):
+        Trainer(default_config(**cfg(scene_dir, tmp_path / "u", hard_unit="pixels")))
+    with pytest.raises(ValueError, match="hard_keep"):
+        Trainer(default_config(**cfg(scene_dir, tmp_path / "k", hard_keep=0.0)))
+    r = subprocess.run([sys.executable, "-m", "hero.train", "--data", str(scene_dir), "--hard-mining",
+                        "--hard-keep", "1.5"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--hard-keep 1.5" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_checkpoint_save_is_atomic(tmp_path):

@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--refine-passes", type=int, default=2,
                     help="greedy one-bit passes over the agent's best policy (0: off)")
     ap.add_argument("--qat-steps", type=int, default=200, help="final QAT of the found policy")
-    ap.add_argument("--held-out-rays", type=int, default=2048, help="rays of held-out views scoring each episode")
+    ap.add_argument("--held-out-rays", type=int, default=16384, help="rays of held-out views scoring each episode")
     ap.add_argument("--test-views", type=int, default=5, help="test views in the summary")
     ap.add_argument("--no-progress", action="store_true")
     return ap

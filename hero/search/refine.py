@@ -1,13 +1,17 @@
-"""Greedy refinement of the agent's best policy: one-bit moves, kept while the reward improves.
+"""Greedy refinement of the agent's best policy: coordinate ascent in one-bit steps.
 
-DDPG finds the region; a few dozen exact evaluations then settle each unit. Each pass tries, for
-every unit in turn, one bit less and one bit more (within [b_min, b_max] and the budgets) and keeps
-a move as soon as it raises the reward. It stops after `passes` passes or a pass with no move.
+DDPG finds the region; a few dozen exact evaluations then settle each unit. Each pass visits every
+unit in turn and tries one bit less; while that raises the reward it keeps going down, otherwise it
+tries one bit more and keeps going up while that raises the reward (within [b_min, b_max] and the
+budgets). A unit that costs no latency thus climbs to the bits that stop paying in PSNR within
+one pass. It stops after `passes` passes or after a pass with no move.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+REFINE_METHOD = "coordinate-ascent/1"  # kept in the search state: a resumed search refines again when it changes
 
 
 def refine(bits: list[int], b_min: int, b_max: int, reward: Callable[[list[int]], float],
@@ -19,17 +23,19 @@ def refine(bits: list[int], b_min: int, b_max: int, reward: Callable[[list[int]]
         moved = False
         for i in range(len(bits)):
             for delta in (-1, 1):
-                b = bits[i] + delta
-                if not b_min <= b <= b_max:
-                    continue
-                cand = bits[:i] + [b] + bits[i + 1:]
-                if not fits(cand):
-                    continue
-                r = reward(cand)
-                if on_eval is not None:
-                    on_eval(cand, r)
-                if r > best:
-                    bits, best, moved = cand, r, True
+                stepped = False
+                while b_min <= bits[i] + delta <= b_max:
+                    cand = bits[:i] + [bits[i] + delta] + bits[i + 1:]
+                    if not fits(cand):
+                        break
+                    r = reward(cand)
+                    if on_eval is not None:
+                        on_eval(cand, r)
+                    if r <= best:
+                        break
+                    bits, best, stepped = cand, r, True
+                if stepped:
+                    moved = True
                     break
         if not moved:
             break

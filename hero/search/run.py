@@ -25,7 +25,7 @@ from sim_py.workload import workload_from_frame
 
 from .agent import DDPG, DDPGConfig
 from .env import QuantEnv, units_of
-from .refine import refine
+from .refine import REFINE_METHOD, refine
 from .score import Scorer, held_out_rays
 
 STATE = "search_state.pt"
@@ -57,7 +57,7 @@ def unit_shares(frame: FrameModel, model) -> tuple[dict, dict]:
 
 def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", episodes: int = 60,
            latency_budget: float | None = None, size_budget_kib: float | None = None, seed: int = 0,
-           latency_weight: float = 3.0, held_out: int = 2048, qat_steps: int = 200, test_views: int | None = 5,
+           latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
            warmup: int | None = None, refine_passes: int = 2, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -84,6 +84,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
 
     rows, best, episode, refined = [], None, 0, None
     settings = {"hw": hw, "hw_preset": hw_preset, "seed": seed, "latency_weight": latency_weight,
+                "held_out_rays": held_out, "latency_budget": latency_budget, "size_budget_kib": size_budget_kib,
                 "model": model_fingerprint(model)}
     state_path = out / STATE
 
@@ -144,8 +145,9 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
         raise ValueError("no episode produced a policy within the budgets; relax --latency-budget/--size-budget")
 
     ddpg_bits = [int(b) for b in best["bits"].split()]
-    if refined is None or (refined["passes"], refined["from"]) != (refine_passes, ddpg_bits):
-        refined = {"passes": refine_passes, "from": ddpg_bits,
+    key = {"passes": refine_passes, "from": ddpg_bits, "method": REFINE_METHOD}
+    if refined is None or any(refined.get(k) != v for k, v in key.items()):
+        refined = {**key,
                    **refine_best(ddpg_bits, env, scorer, fits, refine_passes, progress)}
         save_state()
     found = env.policy(refined["bits"])
