@@ -74,6 +74,9 @@ def test_search_writes_results_and_resumes(tiny_ckpt, tmp_path):
     search(tiny_ckpt, tmp_path, **{**ARGS, "episodes": 7})
     rows2 = list(csv.DictReader((tmp_path / "episodes.csv").open()))
     assert len(rows2) == 7 and rows2[:5] == rows
+    # Episodes scored on other held-out rays are not mixed in.
+    with pytest.raises(ValueError, match="other settings"):
+        search(tiny_ckpt, tmp_path, **{**ARGS, "episodes": 7, "held_out": 512})
 
 
 def test_latency_budget_is_enforced(tiny_ckpt, tmp_path):

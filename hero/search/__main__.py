@@ -27,8 +27,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/search"))
     ap.add_argument("--train-minutes", type=float, default=4.0, help="training time when no --ckpt is given")
-    ap.add_argument("--refine-passes", type=int, default=2,
-                    help="greedy one-bit passes over the agent's best policy (0: off)")
+    ap.add_argument("--refine-passes", type=int, default=10,
+                    help="most greedy one-bit passes over the agent's best policy; stops at a pass with no move "
+                         "(0: off)")
     ap.add_argument("--qat-steps", type=int, default=200, help="final QAT of the found policy")
     ap.add_argument("--held-out-rays", type=int, default=16384, help="rays of held-out views scoring each episode")
     ap.add_argument("--test-views", type=int, default=5, help="test views in the summary")

@@ -58,7 +58,7 @@ def unit_shares(frame: FrameModel, model) -> tuple[dict, dict]:
 def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", episodes: int = 60,
            latency_budget: float | None = None, size_budget_kib: float | None = None, seed: int = 0,
            latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
-           warmup: int | None = None, refine_passes: int = 2, progress: bool = True) -> dict:
+           warmup: int | None = None, refine_passes: int = 10, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     model, meta = checkpoint.load(ckpt)
