@@ -111,9 +111,10 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         loss.backward()
         opt.step()
         step += 1
-        if step % refresh_every == 0 or step % ckpt_every == 0 or step == steps:
+        at_ckpt = step % ckpt_every == 0 or step == steps
+        if at_ckpt or step % refresh_every == 0:
             qn.refresh()
-        if step % ckpt_every == 0 or step == steps:
+        if at_ckpt:
             keep_if_best()
             save_state()
         if bar is not None:

@@ -28,7 +28,6 @@ from hero.nerf.render import (
     composite,
     march,
     prepare_rays,
-    render_rays,
     render_samples,
     render_view,
     select_rays,
@@ -88,6 +87,22 @@ def hard_sample_backward(model, s, sh: torch.Tensor, target: torch.Tensor, backg
         sig_h, rgb_h = model.forward_sh(s.positions[hard], sh[hard])
         torch.autograd.backward((sig_h, rgb_h), (g_sigma[hard], g_rgb[hard]))
     return float(loss.detach()), len(hard)
+
+
+def hard_ray_backward(model, s, sh: torch.Tensor, target: torch.Tensor, background, keep: float):
+    """Ray-level hard mining: a no-grad render of every ray, then forward+backward on the samples of
+    the hardest rays (by squared error) until they fill `keep` of the batch's samples; the marched
+    samples are reused. Accumulates into .grad; returns (loss, samples that got a backward)."""
+    with torch.no_grad():
+        err = ((render_samples(model, s, sh, background) - target) ** 2).sum(-1)
+    order = err.argsort(descending=True)
+    cum = torch.bincount(s.ray_ids, minlength=len(err))[order].cumsum(0)
+    hard = order[:max(1, int((cum <= keep * len(s)).sum()))].sort().values
+    sub = select_rays(s, hard)
+    color = render_samples(model, sub, sh[hard], background[hard] if torch.is_tensor(background) else background)
+    loss = ((color - target[hard]) ** 2).mean()
+    loss.backward()
+    return float(loss.detach()), len(sub)
 
 
 class Trainer:
@@ -186,49 +201,23 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at()
         o, d, target, bg = self.sample_rays(self.rays)
-        if self.cfg["hard_mining"] and self.cfg["hard_unit"] == "samples":
-            return self._hard_sample_step(o, d, target, bg)
-        if self.cfg["hard_mining"]:
-            # Ray-level mining: a no-grad forward on the whole batch, then forward+backward on the samples
-            # of the hardest rays only (the marched samples are reused, not marched again).
-            sh = sh_encode(d)
-            s0 = march(o, d, self.grid, self.dt, m["steps_per_ray"], jitter=True)
-            with torch.no_grad():
-                err = ((render_samples(self.model, s0, sh, bg) - target) ** 2).sum(-1)
-            # The hardest rays whose samples fit in hard_keep of the batch's samples: the backward's cost.
-            order = err.argsort(descending=True)
-            cum = torch.bincount(s0.ray_ids, minlength=len(err))[order].cumsum(0)
-            k = max(1, int((cum <= self.cfg["hard_keep"] * len(s0)).sum()))
-            hard = order[:k].sort().values
-            s = select_rays(s0, hard)
-            color = render_samples(self.model, s, sh[hard], bg[hard] if torch.is_tensor(bg) else bg)
-            target = target[hard]
-            n_fwd = len(s0)
+        s = march(o, d, self.grid, self.dt, m["steps_per_ray"], jitter=True)
+        self.opt.zero_grad(set_to_none=True)
+        mining = self.cfg["hard_mining"]
+        if not mining:
+            loss = ((render_samples(self.model, s, sh_encode(d), bg) - target) ** 2).mean()
+            loss.backward()
+            loss = float(loss.detach())
+        elif self.cfg["hard_unit"] == "samples":
+            loss, n_hard = hard_sample_backward(self.model, s, sh_encode(d), target, bg, self.cfg["hard_keep"])
         else:
-            color, s = render_rays(self.model, self.grid, o, d, self.dt, m["steps_per_ray"], bg)
-        loss = ((color - target) ** 2).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+            loss, n_hard = hard_ray_backward(self.model, s, sh_encode(d), target, bg, self.cfg["hard_keep"])
         self.opt.step()
-        n = len(s)
-        samples = n if not self.cfg["hard_mining"] else n_fwd
-        self._adapt_rays(samples)
+        # Adapt the ray count so that a batch holds about max_samples samples (Instant-NGP).
+        per_ray = max(len(s), 1) / self.rays
+        self.rays = int(min(MAX_RAYS, max(MIN_RAYS, 0.7 * self.rays + 0.3 * m["max_samples"] / per_ray)))
         self.step += 1
-        return float(loss.detach()), samples + (n if self.cfg["hard_mining"] else 0)
-
-    def _hard_sample_step(self, o, d, target, bg) -> tuple[float, int]:
-        s = march(o, d, self.grid, self.dt, self.mcfg["steps_per_ray"], jitter=True)
-        self.opt.zero_grad(set_to_none=True)
-        loss, n_hard = hard_sample_backward(self.model, s, sh_encode(d), target, bg, self.cfg["hard_keep"])
-        self.opt.step()
-        self._adapt_rays(len(s))
-        self.step += 1
-        return loss, len(s) + n_hard
-
-    def _adapt_rays(self, samples: int) -> None:
-        """Adapt the ray count so that a batch holds about max_samples samples (Instant-NGP)."""
-        per_ray = max(samples, 1) / self.rays
-        self.rays = int(min(MAX_RAYS, max(MIN_RAYS, 0.7 * self.rays + 0.3 * self.mcfg["max_samples"] / per_ray)))
+        return loss, len(s) + (n_hard if mining else 0)
 
     # -- evaluation ----------------------------------------------------------------------------
     def render(self, scene: Scene, i: int) -> torch.Tensor:

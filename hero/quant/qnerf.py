@@ -85,7 +85,7 @@ def _mse_scale(x: torch.Tensor, bits: int) -> float:
     qmax = (1 << (bits - 1)) - 1
     amax = max(float(v.abs().max()), 1e-12)
     scales = CLIP_RATIOS * amax / qmax
-    q = torch.clamp(torch.round(v[None, :] / scales[:, None]), -qmax, qmax) * scales[:, None]
+    q = quantize_symmetric(v[None, :], bits, scales[:, None]) * scales[:, None]  # every candidate at once
     return float(scales[int(((q - v[None, :]) ** 2).sum(1).argmin())])
 
 
@@ -106,7 +106,7 @@ def _output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor) -> float:
     best, best_err = amax / qmax, float("inf")
     for r in CLIP_RATIOS.tolist():
         s = r * amax / qmax
-        err = float((x @ (w - torch.clamp(torch.round(w / s), -qmax, qmax) * s)).pow(2).sum())
+        err = float((x @ (w - quantize_symmetric(w, bits, s) * s)).pow(2).sum())
         if err < best_err:
             best, best_err = s, err
     return best
@@ -115,7 +115,7 @@ def _output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor) -> float:
 SCALES = ("output", "mse", "max")  # weights: output error, own MSE, max-abs; tables: MSE, MSE, max-abs
 
 
-def quantize_symmetric(x: torch.Tensor, bits: int, scale: float) -> torch.Tensor:
+def quantize_symmetric(x: torch.Tensor, bits: int, scale: float | torch.Tensor) -> torch.Tensor:
     """Integers in the symmetric range +-(2**(bits-1) - 1) (round half to even), as float."""
     qmax = (1 << (bits - 1)) - 1
     return torch.clamp(torch.round(x / scale), -qmax, qmax)
