@@ -88,6 +88,7 @@ def main(argv=None) -> int:
         pol = Policy.uniform(model, 8, table_bits=b)
         ptq(f"tables {b}-bit uniform (MLP 8)", pol)
         ptq(f"tables {b}-bit k-means (MLP 8)", pol, tables="kmeans")
+    ptq("uniform 4-bit, rounded to nearest", Policy.uniform(model, 4, act_bits=4), rounding="nearest")
     ptq("uniform 4-bit, max-abs scales", Policy.uniform(model, 4, act_bits=4), scales="max")
     ptq("uniform 4-bit, ReLU not fused", Policy.uniform(model, 4, act_bits=4), fuse_relu=False)
     with_qat("uniform 4-bit, ReLU not fused", Policy.uniform(model, 4, act_bits=4), fuse_relu=False)

@@ -3,9 +3,9 @@
     python -m hero.qat --ckpt runs/NAME/checkpoint.pt --policy policy.json --out runs/NAME/qat [--steps 500]
 
 Trains the float weights through the fake-quant path (straight-through rounding), re-deriving the
-table and weight scales from the current weights every few steps; activation ranges stay as
-calibrated on training rays; the learning rate decays from --lr to 0 (cosine). The weights kept are
-those of the best val PSNR among step 0 (PTQ) and every checkpoint. Re-running the same command
+table and weight scales and GPTQ's roundings from the current weights every few steps; activation
+ranges stay as calibrated on training rays; the learning rate decays from --lr to 0 (cosine). The
+weights kept are those of the best val PSNR among step 0 (PTQ) and every checkpoint. Re-running the same command
 resumes from <out>/qat_state.pt. At the end it writes metrics.json (test PSNR and SSIM through
 the fake-quant path, size), policy.json, model.npz (the hardware export, for uniform tables) and
 test renders.
@@ -32,7 +32,7 @@ from hero.nerf.render import camera_meta, prepare_rays, render_rays
 from .quant.calib import calibrated_ranges, checkpoint_scenes
 from .quant.export import export
 from .quant.policy import Policy, PolicyError, load_policy
-from .quant.qnerf import FakeQuantField, QuantizedNeRF, Ranges, fp32_size_bits
+from .quant.qnerf import ROUNDINGS, FakeQuantField, QuantizedNeRF, Ranges, fp32_size_bits
 
 STATE = "qat_state.pt"
 
@@ -40,7 +40,7 @@ STATE = "qat_state.pt"
 def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: int = 500, lr: float = 1e-3,
         rays: int = 2048, refresh_every: int = 25, ckpt_every: int = 100, test_views: int | None = None,
         fuse_relu: bool = True, tables: str = "uniform", progress: bool = True, seed: int = 0,
-        val_views: int = 2) -> dict:
+        val_views: int = 2, rounding: str = "gptq") -> dict:
     out = Path(out)
     model, meta = checkpoint.load(ckpt)
     grid = meta["occupancy"]
@@ -53,7 +53,8 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     state_path, step = out / STATE, 0
     if state_path.exists():
         st = checkpoint.load_state(state_path)
-        if st["policy"] != policy.to_dict() or st["tables"] != tables or st["fuse_relu"] != fuse_relu:
+        if (st["policy"] != policy.to_dict() or st["tables"] != tables or st["fuse_relu"] != fuse_relu
+                or st.get("rounding", "nearest") != rounding):
             raise PolicyError(f"{out} holds a QAT run of another policy or mode: use another --out")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
@@ -61,7 +62,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     else:
         ranges = calibrated_ranges(model, meta, train_scene, seed)
         best = None
-    qn = QuantizedNeRF(model, policy, ranges, fuse_relu=fuse_relu, tables=tables)
+    qn = QuantizedNeRF(model, policy, ranges, fuse_relu=fuse_relu, tables=tables, rounding=rounding)
     field = FakeQuantField(qn)
 
     def val_psnr() -> float:  # of the current integers (qn refreshed by the caller)
@@ -84,7 +85,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     def save_state():
         checkpoint.save(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                                      "ranges": vars(ranges), "policy": policy.to_dict(), "tables": tables,
-                                     "fuse_relu": fuse_relu, "best": best})
+                                     "fuse_relu": fuse_relu, "rounding": rounding, "best": best})
 
     images = torch.from_numpy(train_scene.images)
     c2w = torch.as_tensor(np.asarray(train_scene.c2w), dtype=torch.float32)
@@ -131,7 +132,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     result = {"psnr": ev["psnr"], "ssim": ev["ssim"], "test_views": ev["views"], "steps": step,
               "size_bits": size, "fp32_bits": fp32_size_bits(model),
               "compression": fp32_size_bits(model) / size["total"], "seconds": time.perf_counter() - t0,
-              "policy": policy.to_dict(), "tables": tables, "fuse_relu": fuse_relu,
+              "policy": policy.to_dict(), "tables": tables, "fuse_relu": fuse_relu, "rounding": rounding,
               "best_step": best["step"], "val_psnr": best["psnr"], "val_psnr_ptq": best["ptq_psnr"]}
     policy.save(out / "policy.json")
     if tables == "uniform":
@@ -152,6 +153,8 @@ def main(argv=None) -> int:
     ap.add_argument("--test-views", type=int, default=None, help="evaluate the first N test views (default all)")
     ap.add_argument("--tables", choices=("uniform", "kmeans"), default="uniform")
     ap.add_argument("--no-fuse-relu", action="store_true", help="quantize before the ReLU (for comparison)")
+    ap.add_argument("--rounding", choices=ROUNDINGS, default="gptq",
+                    help="weights' integers: GPTQ on calibration inputs (default) or round to nearest")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     if not a.ckpt.is_file():
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
                 ap.error(f"--policy {policy}: uniform bits must be 2..8")
             policy = Policy.uniform(model, bits)
         res = qat(a.ckpt, policy, a.out, steps=a.steps, lr=a.lr, rays=a.rays, test_views=a.test_views,
-                  fuse_relu=not a.no_fuse_relu, tables=a.tables, progress=not a.no_progress)
+                  fuse_relu=not a.no_fuse_relu, tables=a.tables, progress=not a.no_progress, rounding=a.rounding)
     except (PolicyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

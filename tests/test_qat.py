@@ -28,17 +28,24 @@ def test_qat_writes_results_and_resumes(tiny_ckpt, tmp_path):
     assert res2["steps"] == 6 and checkpoint.load_state(tmp_path / STATE)["step"] == 6
     with pytest.raises(PolicyError, match="another policy"):
         qat(tiny_ckpt, Policy.uniform(model, 3), tmp_path, steps=8, progress=False)
+    with pytest.raises(PolicyError, match="another policy or mode"):
+        qat(tiny_ckpt, policy, tmp_path, steps=8, progress=False, rounding="nearest")
+    assert json.loads((tmp_path / "metrics.json").read_text())["rounding"] == "gptq"
 
 
 @pytest.mark.parametrize("args, message", [
     (["--policy", "uniform9"], "uniform bits must be 2..8"),
     (["--policy", "missing.json"], "missing.json: no such file"),
     (["--ckpt", "nope.pt"], "--ckpt nope.pt: no such file"),
+    (["--rounding", "up"], "argument --rounding: invalid choice: 'up'"),
 ])
 def test_qat_cli_errors(tiny_ckpt, tmp_path, args, message):
     argv = ["--ckpt", tiny_ckpt, "--policy", "uniform4", "--out", str(tmp_path)]
-    for i in range(0, len(args), 2):
-        argv[argv.index(args[i]) + 1] = args[i + 1]
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
     res = subprocess.run([sys.executable, "-m", "hero.qat", *argv, "--steps", "1"], capture_output=True, text=True,
                          cwd=tmp_path)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr

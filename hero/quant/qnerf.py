@@ -1,8 +1,9 @@
 """The NeRF quantized the way the accelerator computes it (docs/quant.md).
 
 QuantizedNeRF(model, policy, ranges) holds every integer the hardware needs: per-level tables at
-b_l bits with their HEU registers, per-layer weights at b bits, and per-layer requantization
-(multiplier, shift, fused ReLU). Two forward paths use the same integers:
+b_l bits with their HEU registers, per-layer weights at b bits (rounded by GPTQ on calibration
+inputs, or to nearest), and per-layer requantization (multiplier, shift, fused ReLU). Two forward
+paths use the same integers:
 
 - `forward_fake`: float and differentiable (straight-through rounding), for fast PSNR and QAT;
 - `forward_int`: the exact integer formats of the RTL through hero.intarith: hash_encode (the HEU's
@@ -50,17 +51,17 @@ CLIP_RATIOS = torch.linspace(0.2, 1.0, 41, dtype=torch.float64)
 MSE_SAMPLE = 1 << 18  # values of a large tensor that mse_scale looks at (a fixed random subset)
 
 
-_SCALES: dict[tuple, float] = {}  # memo of the clipping searches, keyed by the tensors' contents
+_MEMO: dict[tuple, object] = {}  # memo of the clipping searches and GPTQ, keyed by the tensors' contents
 
 
-def _memo(key: tuple, compute) -> float:
-    """The search keeps no state: the same values and bits give the same scale (the search and QAT
-    re-quantize unchanged tables and weights many times)."""
-    if key not in _SCALES:
-        if len(_SCALES) > 4096:
-            _SCALES.clear()
-        _SCALES[key] = compute()
-    return _SCALES[key]
+def _memo(key: tuple, compute):
+    """The search keeps no state: the same values and bits give the same scale and integers (the
+    search and QAT re-quantize unchanged tables and weights many times)."""
+    if key not in _MEMO:
+        if len(_MEMO) > 4096:
+            _MEMO.clear()
+        _MEMO[key] = compute()
+    return _MEMO[key]
 
 
 def _content(t: torch.Tensor) -> tuple:
@@ -112,6 +113,42 @@ def _output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor) -> float:
     return best
 
 
+#: GPTQ's dampening: this share of the mean diagonal is added to the Hessian's diagonal
+GPTQ_DAMP = 0.01
+ROUNDINGS = ("gptq", "nearest")  # weights' integers: GPTQ (error feedback) or round to nearest
+#: names the default PTQ method (a search's scores are only comparable under the same one)
+QUANTIZER = "output-scales+gptq/1"
+
+
+def gptq_round(w: torch.Tensor, bits: int, scale: float, x: torch.Tensor) -> torch.Tensor:
+    """The weights' integers at `scale`, chosen by GPTQ (memoized; see _gptq_round)."""
+    key = ("gptq", bits, scale, _content(w), _content(x))
+    return _memo(key, lambda: _gptq_round(w, bits, scale, x).to(torch.int8)).long()  # int8: a small memo
+
+
+def _gptq_round(w: torch.Tensor, bits: int, scale: float, x: torch.Tensor) -> torch.Tensor:
+    """GPTQ (Frantar et al., 2023) on one layer: y = x @ w, w (K, C), x (N, K) calibration inputs.
+
+    Rounds the input rows one at a time and moves each row's rounding error onto the rows not yet
+    rounded through the inverse Hessian of ||x @ (w - w_q)||^2, so
+    later roundings cancel earlier ones. Same integers, scale and format as rounding to nearest;
+    only the choice of integer changes (int64 in the symmetric range of `bits`).
+    """
+    w, x = w.detach().double().clone(), x.detach().double()
+    h = x.t() @ x
+    diag = torch.diagonal(h)
+    dead = diag == 0  # inputs never active in calibration: nothing to compensate, round to nearest
+    h[dead, dead] = 1.0
+    h += GPTQ_DAMP * float(diag.mean()) * torch.eye(len(h), dtype=h.dtype)
+    u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    q = torch.empty_like(w)
+    for k in range(len(w)):
+        q[k] = quantize_symmetric(w[k], bits, scale)
+        err = (w[k] - q[k] * scale) / u[k, k]
+        w[k + 1:] -= u[k, k + 1:, None] * err[None, :]
+    return q.long()
+
+
 SCALES = ("output", "mse", "max")  # weights: output error, own MSE, max-abs; tables: MSE, MSE, max-abs
 
 
@@ -132,7 +169,7 @@ class Ranges:
 
 @torch.no_grad()
 def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, quantile: float = 0.9999,
-                     n_samples: int = 1024) -> Ranges:
+                     n_samples: int = 4096) -> Ranges:
     """Run the float model on training samples; record each quantized activation's range, and
     `n_samples` of every layer's inputs (for output-error weight scales)."""
 
@@ -167,16 +204,19 @@ class QLayer:
     rq: ia.Requant | None  # to the next layer's input (None: accumulators go to the host)
     out_scale: float  # real value of one output LSB after rq (the effective M/2^S scale)
     relu_after: bool = False  # ReLU not fused: requantize to signed, then ReLU
+    w_offset: torch.Tensor | None = None  # w_int minus round-to-nearest at refresh (GPTQ's choices)
 
 
 class QuantizedNeRF:
     def __init__(self, model, policy: Policy, ranges: Ranges, fuse_relu: bool = True, word_bits: int = WORD_BITS,
-                 tables: str = "uniform", scales: str = "output"):
+                 tables: str = "uniform", scales: str = "output", rounding: str = "gptq"):
         if tables not in ("uniform", "kmeans"):
             raise ValueError(f"tables must be 'uniform' or 'kmeans', got {tables!r}")
         if scales not in SCALES:
             raise ValueError(f"scales must be one of {', '.join(SCALES)}, got {scales!r}")
-        self.scale_mode = scales
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
+        self.scale_mode, self.rounding = scales, rounding
         self.scale_of = symmetric_scale if scales == "max" else mse_scale
         self.model, self.policy, self.ranges = model, policy, ranges
         self.fuse_relu, self.word_bits, self.table_mode = fuse_relu, word_bits, tables
@@ -216,11 +256,19 @@ class QuantizedNeRF:
         rq = ia.Requant.from_scale(acc_scale / (range_ / levels), relu=relu, out_bits=a)
         return rq, acc_scale / rq.scale
 
-    def _weight_scale(self, name: str, w_folded: torch.Tensor, bits: int, in_scale: torch.Tensor) -> float:
+    def _weight_int(self, name: str, w_folded: torch.Tensor, bits: int, in_scale: torch.Tensor):
+        """(scale, integers, offset from round-to-nearest) of one layer's folded weights."""
         x = (self.ranges.samples or {}).get(name)
-        if self.scale_mode != "output" or x is None:
-            return self.scale_of(w_folded, bits)
-        return output_error_scale(w_folded, bits, x.double() / in_scale[None, :])  # x in input LSBs
+        x = None if x is None else x.double() / in_scale[None, :]  # x in input LSBs
+        if self.scale_mode == "output" and x is not None:
+            scale = output_error_scale(w_folded, bits, x)
+        else:
+            scale = self.scale_of(w_folded, bits)
+        nearest = quantize_symmetric(w_folded, bits, scale).long()
+        if self.rounding == "nearest" or x is None:
+            return scale, nearest, None
+        w_int = gptq_round(w_folded, bits, scale, x)
+        return scale, w_int, w_int - nearest
 
     def _quantize_layers(self) -> list[QLayer]:
         m, r = self.model, self.ranges.inputs
@@ -245,8 +293,7 @@ class QuantizedNeRF:
                 in_fmt = ia.IntFormat(a, True)
             bits = self.policy.weights[name]
             w_folded = lin.weight.detach().double().t() * in_scale[:, None]  # (K, C)
-            w_scale = self._weight_scale(name, w_folded, bits, in_scale)
-            w_int = quantize_symmetric(w_folded, bits, w_scale).long()
+            w_scale, w_int, w_offset = self._weight_int(name, w_folded, bits, in_scale)
             rq, out_scale, relu_after = None, w_scale, False
             if name == "density.fc1":  # geometry features: signed, no activation
                 rq, out_scale = self._requant_to(w_scale, "color.fc0", False, r["color.fc0.geo"])
@@ -254,7 +301,7 @@ class QuantizedNeRF:
                 nxt = specs[idx + 1][0]
                 rq, out_scale = self._requant_to(w_scale, nxt, self.fuse_relu, r[nxt])
                 relu_after = not self.fuse_relu
-            layers.append(QLayer(name, bits, in_fmt, in_scale, w_scale, w_int, rq, out_scale, relu_after))
+            layers.append(QLayer(name, bits, in_fmt, in_scale, w_scale, w_int, rq, out_scale, relu_after, w_offset))
             if rq is not None and name != "density.fc1":
                 in_scale = torch.full((lin.out_features,), out_scale, dtype=torch.float64)
                 in_fmt = rq.out_format
@@ -314,9 +361,16 @@ class QuantizedNeRF:
     # -- the fake-quant path: float, differentiable ----------------------------------------------------
 
     def _fq_weight(self, q: QLayer, lin) -> torch.Tensor:
-        """Quantized folded weights back in the input's real units: (K, C), straight-through."""
+        """Quantized folded weights back in the input's real units: (K, C), straight-through.
+
+        GPTQ's choices are kept as offsets from round-to-nearest, so the integers equal w_int at
+        every refresh and follow the float weights between refreshes (QAT)."""
         w_folded = lin.weight.t().double() * q.in_scale[:, None]
-        w_q = ste(w_folded, quantize_symmetric(w_folded, q.bits, q.w_scale) * q.w_scale)
+        w_int = quantize_symmetric(w_folded, q.bits, q.w_scale)
+        if q.w_offset is not None:
+            qmax = (1 << (q.bits - 1)) - 1
+            w_int = torch.clamp(w_int + q.w_offset, -qmax, qmax)
+        w_q = ste(w_folded, w_int * q.w_scale)
         return (w_q / q.in_scale[:, None]).float()
 
     @staticmethod

@@ -16,7 +16,7 @@ from hero.nerf.evaluate import evaluate_views
 from hero.nerf.render import camera_meta, render_view
 from hero.quant.calib import calibrated_ranges, checkpoint_scenes
 from hero.quant.policy import Policy
-from hero.quant.qnerf import FakeQuantField, fp32_size_bits
+from hero.quant.qnerf import QUANTIZER, FakeQuantField, fp32_size_bits
 from sim_py.backends import get_backend
 from sim_py.frame import FrameModel
 from sim_py.hw import load_hardware
@@ -85,7 +85,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     rows, best, episode, refined = [], None, 0, None
     settings = {"hw": hw, "hw_preset": hw_preset, "seed": seed, "latency_weight": latency_weight,
                 "held_out_rays": held_out, "latency_budget": latency_budget, "size_budget_kib": size_budget_kib,
-                "model": model_fingerprint(model)}
+                "model": model_fingerprint(model), "quantizer": QUANTIZER}
     state_path = out / STATE
 
     def save_state() -> None:
