@@ -10,7 +10,7 @@ from hero import checkpoint
 from hero import intarith as ia
 from hero.data.scene import load_scene
 from hero.nerf.model import sh_encode
-from hero.quant.calib import training_samples
+from hero.quant.calib import rendering_importance, training_march, training_samples
 from hero.quant.export import export as export_model
 from hero.quant.export import load_export
 from hero.quant.policy import Policy, PolicyError, load_policy, policy_from_dict
@@ -220,3 +220,26 @@ def test_gptq_rounding_lowers_every_layers_output_error(setup):
     assert torch.equal(gptq_round(w, 4, g.w_scale, x), g.w_int)  # memoized, and the memo is not shared state
     with pytest.raises(ValueError, match="rounding must be one of"):
         QuantizedNeRF(model, Policy.uniform(model, 8), ranges, rounding="stochastic")
+
+
+def test_weight_calibration_inputs_follow_the_rendered_light(tiny_ckpt):
+    """Density inputs are drawn by transmittance, colour inputs by rendering weight."""
+    model, meta = checkpoint.load(tiny_ckpt)
+    scene = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
+    s = training_march(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=256)
+    imp = rendering_importance(model, s)
+    for p in imp.values():
+        assert len(p) == len(s) and float(p.min()) > 0 and abs(float(p.sum()) - 1) < 1e-9
+    same_ray = s.ray_ids[1:] == s.ray_ids[:-1]
+    d = imp["density"]
+    assert (d[1:][same_ray] <= d[:-1][same_ray] * (1 + 1e-6)).all()  # transmittance never rises along a ray
+    assert float(imp["color"].max()) > 10 * float(imp["color"].min())  # rendering weight concentrates
+    point = torch.zeros(len(s), dtype=torch.float64)
+    point[7] = 1.0
+    r = calibrate_ranges(model, s.positions, s.directions, n_samples=300, importance={"density": imp["density"],
+                                                                                       "color": point})
+    c0 = r.samples["color.fc0"]
+    assert c0.shape[0] == 300 and torch.equal(c0, c0[:1].expand_as(c0))  # every draw is sample 7
+    assert len(r.samples["density.fc1"].unique(dim=0)) > 50
+    full = calibrate_ranges(model, s.positions, s.directions)
+    assert r.inputs == full.inputs and r.encoding == full.encoding  # ranges: over all samples

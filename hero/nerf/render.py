@@ -64,17 +64,21 @@ def march(origins: torch.Tensor, dirs: torch.Tensor, grid, dt: float, max_steps:
     return Samples(pos, dirs[ray_ids], ray_ids, ts, torch.full_like(ts, dt), n)
 
 
+def transmittance(sigma: torch.Tensor, s: Samples) -> torch.Tensor:
+    """[S]: the share of each ray's light that reaches each sample, from the ray's first sample."""
+    tau = (sigma * s.dt).double()
+    excl = torch.cumsum(tau, 0) - tau
+    counts = torch.bincount(s.ray_ids, minlength=s.n_rays)
+    starts = torch.cumsum(counts, 0) - counts
+    first = excl[starts.clamp(max=max(len(s) - 1, 0))] if len(s) else excl.new_zeros(s.n_rays)
+    return torch.exp(-(excl - first[s.ray_ids])).float()
+
+
 def composite(sigma: torch.Tensor, rgb: torch.Tensor, s: Samples, start_T: torch.Tensor | None = None):
     """Packed front-to-back compositing. Returns colour [R, 3], opacity [R], depth [R], weights [S]
     (all relative to start_T, the transmittance at the first sample)."""
     n = s.n_rays
-    tau = (sigma * s.dt).double()
-    cum = torch.cumsum(tau, 0)
-    excl = cum - tau
-    counts = torch.bincount(s.ray_ids, minlength=n)
-    starts = torch.cumsum(counts, 0) - counts
-    first = excl[starts.clamp(max=max(len(s) - 1, 0))] if len(s) else excl.new_zeros(n)
-    trans = torch.exp(-(excl - first[s.ray_ids])).float()
+    trans = transmittance(sigma, s)
     alpha = 1.0 - torch.exp(-sigma * s.dt)
     w = trans * alpha
     if start_T is not None:

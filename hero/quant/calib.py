@@ -8,14 +8,17 @@ import torch
 from hero.data import DataError
 from hero.data.rays import image_rays
 from hero.data.scene import load_scene
-from hero.nerf.render import camera_meta, march, prepare_rays
+from hero.nerf.model import sh_encode
+from hero.nerf.render import Samples, camera_meta, march, prepare_rays, transmittance
 
 from .qnerf import calibrate_ranges
 
+UNIFORM_SHARE = 0.1  # of the weight-calibration inputs drawn uniformly over the samples
+
 
 @torch.no_grad()
-def training_samples(grid, scene, dt: float, max_steps: int, n_rays: int = 4096, seed: int = 0):
-    """Positions and unit directions of the samples of `n_rays` random training rays."""
+def training_march(grid, scene, dt: float, max_steps: int, n_rays: int = 4096, seed: int = 0) -> Samples:
+    """The marched samples of `n_rays` random training rays."""
     g = torch.Generator().manual_seed(seed)
     meta = camera_meta(scene)
     views = torch.randint(0, len(scene.c2w), (n_rays,), generator=g)
@@ -28,8 +31,30 @@ def training_samples(grid, scene, dt: float, max_steps: int, n_rays: int = 4096,
         origins.append(o[sel])
         dirs.append(d[sel])
     o, d = prepare_rays(torch.cat(origins), torch.cat(dirs), meta)
-    s = march(o, d, grid, dt, max_steps, jitter=False)
+    return march(o, d, grid, dt, max_steps, jitter=False)
+
+
+def training_samples(grid, scene, dt: float, max_steps: int, n_rays: int = 4096, seed: int = 0):
+    """Positions and unit directions of the samples of `n_rays` random training rays."""
+    s = training_march(grid, scene, dt, max_steps, n_rays, seed)
     return s.positions, s.directions
+
+
+@torch.no_grad()
+def rendering_importance(model, s: Samples, uniform_share: float = UNIFORM_SHARE) -> dict[str, torch.Tensor]:
+    """How much each sample counts in the rendered pixels: for the density net its transmittance (a
+    sample behind an opaque surface changes nothing), for the colour net its rendering weight T * alpha.
+    Each is normalized and mixed with a uniform share, so no sample's weight is zero."""
+    sigma, _ = model.forward_sh(s.positions, sh_encode(s.directions))
+    trans = transmittance(sigma, s)
+    weight = trans * (1.0 - torch.exp(-sigma * s.dt))
+
+    def mix(p: torch.Tensor) -> torch.Tensor:
+        p = p.double().clamp(min=0)
+        p = p / p.sum() if float(p.sum()) > 0 else torch.full_like(p, 1.0 / len(p))
+        return (1.0 - uniform_share) * p + uniform_share / len(p)
+
+    return {"density": mix(trans), "color": mix(weight)}
 
 
 def checkpoint_scenes(meta: dict) -> tuple:
@@ -46,7 +71,7 @@ def checkpoint_scenes(meta: dict) -> tuple:
 
 
 def calibrated_ranges(model, meta: dict, train_scene, seed: int = 0):
-    """Activation ranges (and weight-scale samples) of `model` on 4096 training rays."""
-    pos, dirs = training_samples(meta["occupancy"], train_scene, meta["dt"], meta["max_steps"], n_rays=4096,
-                                 seed=seed)
-    return calibrate_ranges(model, pos, dirs)
+    """Activation ranges of `model` on 4096 training rays, and each layer's weight-calibration inputs
+    drawn by rendering importance."""
+    s = training_march(meta["occupancy"], train_scene, meta["dt"], meta["max_steps"], n_rays=4096, seed=seed)
+    return calibrate_ranges(model, s.positions, s.directions, importance=rendering_importance(model, s))

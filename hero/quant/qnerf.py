@@ -117,7 +117,7 @@ def _output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor) -> float:
 GPTQ_DAMP = 0.01
 ROUNDINGS = ("gptq", "nearest")  # weights' integers: GPTQ (error feedback) or round to nearest
 #: names the default PTQ method (a search's scores are only comparable under the same one)
-QUANTIZER = "output-scales+gptq/1"
+QUANTIZER = "output-scales+gptq/1+rendering-importance/1"
 
 
 def gptq_round(w: torch.Tensor, bits: int, scale: float, x: torch.Tensor) -> torch.Tensor:
@@ -169,9 +169,11 @@ class Ranges:
 
 @torch.no_grad()
 def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, quantile: float = 0.9999,
-                     n_samples: int = 4096) -> Ranges:
-    """Run the float model on training samples; record each quantized activation's range, and
-    `n_samples` of every layer's inputs (for output-error weight scales)."""
+                     n_samples: int = 4096, importance: dict[str, torch.Tensor] | None = None) -> Ranges:
+    """Run the float model on training samples; record each quantized activation's range (over all
+    samples), and `n_samples` of every layer's inputs for the weights' scales and GPTQ: drawn with
+    replacement in proportion to `importance[net]` (net 'density' or 'color', one weight per
+    sample; hero.quant.calib.rendering_importance), or without it, uniformly at random."""
 
     def r(t: torch.Tensor) -> float:
         t = t.detach().abs().flatten().float()
@@ -185,12 +187,18 @@ def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, q
     sh = sh_encode(directions)
     c0 = torch.relu(model.color.fc0(torch.cat([h1[:, 1:], sh], -1)))
     c1 = torch.relu(model.color.fc1(c0))
-    sel = torch.randperm(len(e), generator=torch.Generator().manual_seed(0))[:n_samples]
+    def pick(net: str, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        if importance is None:
+            return torch.randperm(len(e), generator=g)[:n_samples]
+        return torch.multinomial(importance[net].double(), n_samples, replacement=True, generator=g)
+
+    sel = {"density": pick("density", 0), "color": pick("color", 1)}
     inputs = {"density.fc0": e, "density.fc1": h0, "color.fc0": torch.cat([h1[:, 1:], sh], -1), "color.fc1": c0,
               "color.fc2": c1}
     return Ranges(r(e), {"density.fc1": r(h0), "color.fc0.geo": r(h1[:, 1:]), "color.fc0.sh": r(sh),
                          "color.fc1": r(c0), "color.fc2": r(c1)},
-                  {k: v[sel].float().clone() for k, v in inputs.items()})
+                  {k: v[sel[k.split(".")[0]]].float().clone() for k, v in inputs.items()})
 
 
 @dataclass
