@@ -5,10 +5,10 @@
 Trains the float weights through the fake-quant path (straight-through rounding), re-deriving the
 table and weight scales and GPTQ's roundings from the current weights every few steps; activation
 ranges stay as calibrated on training rays; the learning rate decays from --lr to 0 (cosine). The
-weights kept are those of the best val PSNR among step 0 (PTQ) and every checkpoint. Re-running the same command
-resumes from <out>/qat_state.pt. At the end it writes metrics.json (test PSNR and SSIM through
-the fake-quant path, size), policy.json, model.npz (the hardware export, for uniform tables) and
-test renders.
+weights kept are those of the best val PSNR among step 0 (PTQ) and every checkpoint. Re-running
+the same command resumes from <out>/qat_state.pt. At the end it writes metrics.json (test PSNR
+and SSIM through the fake-quant path, size), policy.json, model.npz (the hardware export, for
+uniform tables) and test renders.
 """
 
 from __future__ import annotations

@@ -130,9 +130,9 @@ def _gptq_round(w: torch.Tensor, bits: int, scale: float, x: torch.Tensor) -> to
     """GPTQ (Frantar et al., 2023) on one layer: y = x @ w, w (K, C), x (N, K) calibration inputs.
 
     Rounds the input rows one at a time and moves each row's rounding error onto the rows not yet
-    rounded through the inverse Hessian of ||x @ (w - w_q)||^2, so
-    later roundings cancel earlier ones. Same integers, scale and format as rounding to nearest;
-    only the choice of integer changes (int64 in the symmetric range of `bits`).
+    rounded through the inverse Hessian of ||x @ (w - w_q)||^2, so later roundings cancel earlier
+    ones. Same scale and format as rounding to nearest; only the choice of integer changes (int64
+    in the symmetric range of `bits`).
     """
     w, x = w.detach().double().clone(), x.detach().double()
     h = x.t() @ x
