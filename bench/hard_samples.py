@@ -79,8 +79,12 @@ def main(argv=None) -> int:
     ap.add_argument("--unit", choices=["samples", "rays"], default="samples", help="what mining selects")
     ap.add_argument("--variant", choices=["base", "hard"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if not 0.0 < a.keep <= 1.0:
-        ap.error(f"--keep {a.keep}: must be in (0, 1]")
+    from hero.train import check_hard_keep
+
+    try:
+        check_hard_keep(a.keep, "--keep")
+    except ValueError as e:
+        ap.error(str(e))
     if a.variant:
         worker(a)
         return 0

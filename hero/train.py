@@ -25,8 +25,8 @@ from hero.nerf.occupancy import OccupancyGrid
 from hero.nerf.presets import preset
 from hero.nerf.render import (
     camera_meta,
-    composite,
     march,
+    pixels,
     prepare_rays,
     render_samples,
     render_view,
@@ -67,6 +67,12 @@ def resolve_data(data: str | None, procedural_size: int = 100) -> Path:
     return Path(data)
 
 
+def check_hard_keep(keep: float, name: str = "hard_keep") -> None:
+    """The share of samples that hard mining backpropagates must be in (0, 1]."""
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"{name} {keep}: must be in (0, 1]")
+
+
 def hard_sample_backward(model, s, sh: torch.Tensor, target: torch.Tensor, background, keep: float):
     """Sample-level hard mining (Korhonen et al.): a no-grad forward on every sample; the loss's gradient
     with respect to each sample's outputs from compositing alone; then forward+backward on the `keep`
@@ -77,8 +83,7 @@ def hard_sample_backward(model, s, sh: torch.Tensor, target: torch.Tensor, backg
         sigma, rgb = model.forward_sh(s.positions, sh)
     sigma.requires_grad_()
     rgb.requires_grad_()
-    color, acc, _, _ = composite(sigma, rgb, s)
-    loss = ((color + background * (1.0 - acc)[:, None] - target) ** 2).mean()
+    loss = ((pixels(sigma, rgb, s, background) - target) ** 2).mean()
     g_sigma, g_rgb = torch.autograd.grad(loss, (sigma, rgb))
     with torch.no_grad():  # through trunc_exp and the sigmoid to the raw outputs
         score = (g_sigma * sigma) ** 2 + ((g_rgb * rgb * (1.0 - rgb)) ** 2).sum(-1)
@@ -111,8 +116,7 @@ class Trainer:
     def __init__(self, cfg: dict):
         if cfg["hard_unit"] not in HARD_UNITS:
             raise ValueError(f"hard_unit {cfg['hard_unit']!r}: choose one of {', '.join(HARD_UNITS)}")
-        if not 0.0 < cfg["hard_keep"] <= 1.0:
-            raise ValueError(f"hard_keep {cfg['hard_keep']}: must be in (0, 1]")
+        check_hard_keep(cfg["hard_keep"])
         self.cfg = cfg
         self.device = pick_device(cfg["device"])
         if self.device.type == "cpu":
@@ -203,15 +207,15 @@ class Trainer:
         o, d, target, bg = self.sample_rays(self.rays)
         s = march(o, d, self.grid, self.dt, m["steps_per_ray"], jitter=True)
         self.opt.zero_grad(set_to_none=True)
-        mining = self.cfg["hard_mining"]
+        mining, sh = self.cfg["hard_mining"], sh_encode(d)
         if not mining:
-            loss = ((render_samples(self.model, s, sh_encode(d), bg) - target) ** 2).mean()
+            loss = ((render_samples(self.model, s, sh, bg) - target) ** 2).mean()
             loss.backward()
             loss = float(loss.detach())
         elif self.cfg["hard_unit"] == "samples":
-            loss, n_hard = hard_sample_backward(self.model, s, sh_encode(d), target, bg, self.cfg["hard_keep"])
+            loss, n_hard = hard_sample_backward(self.model, s, sh, target, bg, self.cfg["hard_keep"])
         else:
-            loss, n_hard = hard_ray_backward(self.model, s, sh_encode(d), target, bg, self.cfg["hard_keep"])
+            loss, n_hard = hard_ray_backward(self.model, s, sh, target, bg, self.cfg["hard_keep"])
         self.opt.step()
         # Adapt the ray count so that a batch holds about max_samples samples (Instant-NGP).
         per_ray = max(len(s), 1) / self.rays
@@ -305,8 +309,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    if not 0.0 < a.hard_keep <= 1.0:
-        ap.error(f"--hard-keep {a.hard_keep}: must be in (0, 1]")
+    try:
+        check_hard_keep(a.hard_keep, "--hard-keep")
+    except ValueError as e:
+        ap.error(str(e))
     cfg = default_config(data=a.data, preset=a.preset, out=a.out, downscale=a.downscale, steps=a.steps,
                          minutes=a.minutes, device=a.device, eval_every=a.eval_every, ckpt_every=a.ckpt_every,
                          test_views=a.test_views, hard_mining=a.hard_mining, hard_unit=a.hard_unit,

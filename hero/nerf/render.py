@@ -103,11 +103,15 @@ def render_rays(model, grid, origins, dirs, dt: float, max_steps: int, backgroun
     return render_samples(model, s, sh_encode(dirs), background), s
 
 
-def render_samples(model, s: Samples, sh: torch.Tensor, background) -> torch.Tensor:
-    """Colour [R, 3] of marched samples; sh [R, 16] is the rays' direction encoding."""
-    sigma, rgb = model.forward_sh(s.positions, sh[s.ray_ids])
+def pixels(sigma: torch.Tensor, rgb: torch.Tensor, s: Samples, background) -> torch.Tensor:
+    """Colour [R, 3] of the samples' density and colour, composited over the background."""
     color, acc, _, _ = composite(sigma, rgb, s)
     return color + background * (1.0 - acc)[:, None]
+
+
+def render_samples(model, s: Samples, sh: torch.Tensor, background) -> torch.Tensor:
+    """Colour [R, 3] of marched samples; sh [R, 16] is the rays' direction encoding."""
+    return pixels(*model.forward_sh(s.positions, sh[s.ray_ids]), s, background)
 
 
 def select_rays(s: Samples, rays: torch.Tensor) -> Samples:
