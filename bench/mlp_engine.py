@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from hero.intarith import ACT_BITS
+from hero.intarith import ACT_BITS, REQ_MULT_BITS
 from rtl.gen import mlp_engine
 from rtl.mlp_engine import operand_layout, result_layout
 from sim_py.mlp_engine import cycles_per_tile
@@ -83,7 +83,9 @@ def native_speed(rows: int, cols: int, max_wbits: int, k: int = 4096, tiles: int
     payload = operand_layout(rows, cols, ACT_BITS).const({"x": [x] * rows, "w": (1 << cols) - 1}).as_bits()
     layout_out = result_layout(rows, cols, ACT_BITS, 32)
     words = [str((payload >> (32 * i)) & 0xFFFFFFFF) for i in range((payload.bit_length() + 31) // 32 + 1)]
-    res = subprocess.run([str(exe), str(k), str(tiles), str(max_wbits), *words],
+    mult = sum(1 << (REQ_MULT_BITS * c) for c in range(cols))  # every column's multiplier 1, shift 0
+    mult_words = [str((mult >> (32 * i)) & 0xFFFFFFFF) for i in range((REQ_MULT_BITS * cols + 31) // 32)]
+    res = subprocess.run([str(exe), str(k), str(tiles), str(max_wbits), str(len(mult_words)), *mult_words, *words],
                          capture_output=True, text=True, check=True)
     cycles, seconds, *row0 = res.stdout.split()
     bits = sum(int(w) << (32 * i) for i, w in enumerate(row0)) & ((1 << layout_out.size) - 1)

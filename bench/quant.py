@@ -89,6 +89,11 @@ def main(argv=None) -> int:
         ptq(f"tables {b}-bit uniform (MLP 8)", pol)
         ptq(f"tables {b}-bit k-means (MLP 8)", pol, tables="kmeans")
     ptq("uniform 4-bit, rounded to nearest", Policy.uniform(model, 4, act_bits=4), rounding="nearest")
+    ptq("uniform 4-bit, one scale per layer", Policy.uniform(model, 4, act_bits=4), granularity="layer",
+        sh_steps=(1.0,))
+    ptq("weights 5-bit (tables, act 8)", Policy.uniform(model, 5, table_bits=8))
+    ptq("weights 5-bit, one scale per layer", Policy.uniform(model, 5, table_bits=8), granularity="layer",
+        sh_steps=(1.0,))
     ptq("uniform 4-bit, max-abs scales", Policy.uniform(model, 4, act_bits=4), scales="max")
     ptq("uniform 4-bit, ReLU not fused", Policy.uniform(model, 4, act_bits=4), fuse_relu=False)
     with_qat("uniform 4-bit, ReLU not fused", Policy.uniform(model, 4, act_bits=4), fuse_relu=False)

@@ -158,25 +158,36 @@ def acc_bits_required(k: int, act: IntFormat, wbits: int) -> int:
 
 @dataclass(frozen=True)
 class Requant:
-    """Per-layer requantization y = sat(floor((acc * mult + 2**(shift-1)) / 2**shift)).
+    """Requantization y = sat(floor((acc * mult + 2**(shift-1)) / 2**shift)), per output channel.
 
-    Rounding is half up (toward +inf), the cheapest rounding in hardware: add half, shift right
-    arithmetically. With `relu` the output saturates to unsigned [0, 2**out_bits - 1] (the ReLU is
-    the clamp's lower bound, fused); without, to signed [-2**(out_bits-1), 2**(out_bits-1) - 1].
+    `mult` and `shift` are one int for every channel, or tuples with one entry per output channel
+    (the last axis of the accumulators): per-channel weight scales need a multiplier and shift per
+    channel. Rounding is half up (toward +inf), the cheapest rounding in hardware: add half, shift
+    right arithmetically. With `relu` the output saturates to unsigned [0, 2**out_bits - 1] (the
+    ReLU is the clamp's lower bound, fused); without, to signed [-2**(out_bits-1), 2**(out_bits-1) - 1].
     """
 
-    mult: int
-    shift: int
+    mult: int | tuple[int, ...]
+    shift: int | tuple[int, ...]
     relu: bool = True
     out_bits: int = ACT_BITS
 
     def __post_init__(self):
-        if not isinstance(self.mult, (int, np.integer)) or not 1 <= self.mult < (1 << REQ_MULT_BITS):
-            raise FormatError(f"requant mult must be an int in 1..{(1 << REQ_MULT_BITS) - 1}, "
-                                   f"got {self.mult!r}")
-        if not isinstance(self.shift, (int, np.integer)) or not 0 <= self.shift < (1 << REQ_SHIFT_BITS):
-            raise FormatError(f"requant shift must be an int in 0..{(1 << REQ_SHIFT_BITS) - 1}, "
-                                   f"got {self.shift!r}")
+        per_channel = [isinstance(v, (tuple, list, np.ndarray)) for v in (self.mult, self.shift)]
+        if any(per_channel):
+            mult, shift = (tuple(int(x) if isinstance(x, (int, np.integer)) else x for x in np.atleast_1d(v).tolist())
+                           for v in (self.mult, self.shift))
+            if len(mult) != len(shift) or not mult:
+                raise FormatError(f"requant mult and shift need one entry per channel, got {len(mult)} and "
+                                  f"{len(shift)}")
+            object.__setattr__(self, "mult", mult)
+            object.__setattr__(self, "shift", shift)
+        for m in np.atleast_1d(self.mult).tolist():
+            if not isinstance(m, (int, np.integer)) or not 1 <= m < (1 << REQ_MULT_BITS):
+                raise FormatError(f"requant mult must be an int in 1..{(1 << REQ_MULT_BITS) - 1}, got {m!r}")
+        for sh in np.atleast_1d(self.shift).tolist():
+            if not isinstance(sh, (int, np.integer)) or not 0 <= sh < (1 << REQ_SHIFT_BITS):
+                raise FormatError(f"requant shift must be an int in 0..{(1 << REQ_SHIFT_BITS) - 1}, got {sh!r}")
         act_format(self.out_bits)  # validates out_bits
 
     @property
@@ -184,14 +195,32 @@ class Requant:
         return act_format(self.out_bits, signed=not self.relu)
 
     @property
-    def scale(self) -> float:
-        return self.mult / float(1 << self.shift)
+    def channels(self) -> int | None:
+        """Number of per-channel entries; None when one (mult, shift) serves every channel."""
+        return len(self.mult) if isinstance(self.mult, tuple) else None
+
+    @property
+    def scale(self):
+        """mult / 2**shift: a float, or a float64 array with one entry per channel."""
+        if self.channels is None:
+            return self.mult / float(1 << self.shift)
+        return np.array(self.mult, dtype=np.float64) / np.exp2(np.array(self.shift, dtype=np.float64))
+
+    def select(self, channels) -> Requant:
+        """The requantization of the given channels (a slice or indices), as the engine's columns take it."""
+        if self.channels is None:
+            return self
+        idx = range(self.channels)[channels] if isinstance(channels, slice) else channels
+        return Requant(tuple(self.mult[c] for c in idx), tuple(self.shift[c] for c in idx), self.relu, self.out_bits)
 
     @classmethod
-    def from_scale(cls, scale: float, relu: bool = True, out_bits: int = ACT_BITS) -> Requant:
-        """The (mult, shift) pair closest to a real scale, with mult normalised to 16 bits."""
-        mult, shift = quantize_multiplier(scale)
-        return cls(mult, shift, relu, out_bits)
+    def from_scale(cls, scale, relu: bool = True, out_bits: int = ACT_BITS) -> Requant:
+        """The (mult, shift) closest to a real scale, or to each of a sequence of per-channel scales,
+        with mult normalised to 16 bits."""
+        if isinstance(scale, (int, float, np.floating)):
+            return cls(*quantize_multiplier(scale), relu, out_bits)
+        pairs = [quantize_multiplier(float(v)) for v in np.asarray(scale, dtype=np.float64).reshape(-1)]
+        return cls(tuple(m for m, _ in pairs), tuple(sh for _, sh in pairs), relu, out_bits)
 
 
 def quantize_multiplier(scale: float) -> tuple[int, int]:
@@ -212,12 +241,23 @@ def quantize_multiplier(scale: float) -> tuple[int, int]:
 
 
 def requantize(acc, rq: Requant):
-    """Accumulators to the next layer's activations, exactly as the engine's Requantizer does."""
+    """Accumulators to the next layer's activations, exactly as the engine's Requantizer does;
+    a per-channel Requant applies entry c to acc[..., c]."""
     acc = _as_int64(acc)
-    prod = acc * int(rq.mult)
-    if rq.shift:
-        prod = (prod + (1 << (rq.shift - 1))) >> rq.shift
-    return rq.out_format.saturate(prod)
+    if rq.channels is None:
+        prod = acc * int(rq.mult)
+        if rq.shift:
+            prod = (prod + (1 << (rq.shift - 1))) >> rq.shift
+        return rq.out_format.saturate(prod)
+    if acc.shape[-1] != rq.channels:
+        raise FormatError(f"requant has {rq.channels} channels, the accumulators' last axis {acc.shape[-1]}")
+    mult, shift = np.array(rq.mult, dtype=np.int64), np.array(rq.shift, dtype=np.int64)
+    if _is_torch(acc):
+        import torch
+
+        mult, shift = torch.from_numpy(mult).to(acc.device), torch.from_numpy(shift).to(acc.device)
+    half = (1 << shift) >> 1  # 2**(shift-1), 0 for shift 0
+    return rq.out_format.saturate((acc * mult + half) >> shift)
 
 
 def linear_layer(x, w, wbits: int, rq: Requant | None, act: IntFormat, acc_bits: int = ACC_BITS):
@@ -308,8 +348,9 @@ class HashLevel:
         if not 1 <= self.scale < 1 << HASH_SCALE_BITS:
             raise FormatError(f"scale register must be in 1..{(1 << HASH_SCALE_BITS) - 1}, got {self.scale}")
         check_wbits(self.bits)
-        if self.rq.relu or self.rq.out_bits != ACT_BITS:
-            raise FormatError(f"a level's requant must have relu=False, out_bits={ACT_BITS}, got {self.rq}")
+        if self.rq.relu or self.rq.out_bits != ACT_BITS or self.rq.channels is not None:
+            raise FormatError(f"a level's requant must be one (mult, shift) with relu=False, out_bits={ACT_BITS}, "
+                              f"got {self.rq}")
         if self.base < 0:
             raise FormatError(f"table base must be >= 0, got {self.base}")
         if self.dense:

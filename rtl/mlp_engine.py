@@ -33,8 +33,9 @@ class MLPEngine(wiring.Component):
     """Computes one output tile Y[R x C] = X[R x K] . W[K x C] per start, weights bit-serial.
 
     Protocol (docs/mlp_engine.md):
-    - In IDLE, `start` latches the configuration ports (k, wbits, act_signed, rq_*). An invalid
-      configuration (k = 0, wbits outside 2..max_wbits, rq_out_bits outside 2..act_bits or
+    - In IDLE, `start` latches the configuration ports (k, wbits, act_signed, rq_*; rq_mult and
+      rq_shift hold one entry per column, for per-channel weight scales). An invalid configuration
+      (k = 0, wbits outside 2..max_wbits, rq_out_bits outside 2..act_bits or any column's
       rq_mult = 0) is refused and raises `error` until the next accepted start.
     - FEED takes k * wbits beats from `operand`: for k in 0..K-1, for bit j from the MSB down,
       {x: X[:, k], w: bit j of W[k, :]}. A missing beat stalls the whole array.
@@ -57,8 +58,8 @@ class MLPEngine(wiring.Component):
             "k": In(unsigned(K_BITS)),
             "wbits": In(range(max_wbits + 1)),
             "act_signed": In(1),
-            "rq_mult": In(unsigned(REQ_MULT_BITS)),
-            "rq_shift": In(unsigned(REQ_SHIFT_BITS)),
+            "rq_mult": In(data.ArrayLayout(unsigned(REQ_MULT_BITS), cols)),
+            "rq_shift": In(data.ArrayLayout(unsigned(REQ_SHIFT_BITS), cols)),
             "rq_relu": In(1),
             "rq_out_bits": In(range(act_bits + 1)),
             "operand": In(stream.Signature(operand_layout(rows, cols, act_bits))),
@@ -90,8 +91,11 @@ class MLPEngine(wiring.Component):
         flush_left = Signal(range(max(array.skew, 1) + 1))
         row = Signal.like(self.result.payload.row)
 
+        mult_ok = 1
+        for c in range(cols):
+            mult_ok &= self.rq_mult[c] != 0
         config_ok = ((self.k != 0) & (self.wbits >= MIN_WBITS) & (self.wbits <= self.max_wbits)
-                     & (self.rq_out_bits >= 2) & (self.rq_out_bits <= self.act_bits) & (self.rq_mult != 0))
+                     & (self.rq_out_bits >= 2) & (self.rq_out_bits <= self.act_bits) & mult_ok)
 
         # Operand path: extend each activation lane by the tile's signedness.
         for r in range(rows):
@@ -106,8 +110,8 @@ class MLPEngine(wiring.Component):
             m.submodules[f"requant_{c}"] = rq
             m.d.comb += [
                 rq.acc.eq(acc_row[c]),
-                rq.mult.eq(rq_mult),
-                rq.shift.eq(rq_shift),
+                rq.mult.eq(rq_mult[c]),
+                rq.shift.eq(rq_shift[c]),
                 rq.relu.eq(rq_relu),
                 rq.out_bits.eq(rq_out_bits),
                 self.result.payload.acc[c].eq(acc_row[c]),

@@ -122,6 +122,33 @@ def test_requantize_rounds_half_up_and_relu_is_the_lower_clamp():
     np.testing.assert_array_equal(ia.requantize([-5, 0, 7, 15, 16, 900], relu), [0, 0, 7, 15, 15, 15])
 
 
+def test_per_channel_requant_applies_each_channels_entry():
+    """Channel c of the last axis uses (mult[c], shift[c]), for numpy and torch alike."""
+    rng = np.random.default_rng(5)
+    mult = tuple(int(m) for m in rng.integers(1, 2**16, 7))
+    shift = tuple(int(s) for s in rng.integers(0, 64, 7)[:6]) + (0,)
+    accs = rng.integers(-(2**31), 2**31, size=(40, 7))
+    for relu, out_bits in ((False, 8), (True, 3)):
+        rq = ia.Requant(mult, shift, relu, out_bits)
+        got = ia.requantize(accs, rq)
+        want = [[_requant_reference(int(a), mult[c], shift[c], relu, out_bits) for c, a in enumerate(row)]
+                for row in accs]
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(ia.requantize(torch.from_numpy(accs), rq).numpy(), got)
+        assert rq.select(slice(2, 4)) == ia.Requant(mult[2:4], shift[2:4], relu, out_bits)
+    rq = ia.Requant.from_scale([1e-3, 0.25, 7.0], relu=False)
+    assert rq.channels == 3 and np.allclose(rq.scale, [1e-3, 0.25, 7.0], rtol=2**-15)
+    assert ia.Requant([5, 6], np.array([1, 2])) == ia.Requant((5, 6), (1, 2))  # lists and arrays become tuples
+    with pytest.raises(ia.FormatError, match="3 channels"):
+        ia.requantize(accs[:, :4], rq)
+    with pytest.raises(ia.FormatError, match="one entry per channel"):
+        ia.Requant((1, 2), (0,))
+    with pytest.raises(ia.FormatError, match="mult"):
+        ia.Requant((1, 0), (0, 0))
+    with pytest.raises(ia.FormatError, match="one \\(mult, shift\\)"):
+        ia.HashLevel(4096, 2, True, 8, 4, 0, ia.Requant((1, 1), (0, 0), relu=False)).check(6)
+
+
 @pytest.mark.parametrize("scale", [1e-9, 3.3e-5, 0.0123, 0.5, 0.999999, 1.0, 1.5, 77.7, 65000.0])
 def test_quantize_multiplier_precision(scale):
     mult, shift = ia.quantize_multiplier(scale)

@@ -15,6 +15,7 @@ from hero.quant.export import export as export_model
 from hero.quant.export import load_export
 from hero.quant.policy import Policy, PolicyError, load_policy, policy_from_dict
 from hero.quant.qnerf import (
+    SH_STEPS,
     QuantizedNeRF,
     calibrate_ranges,
     fp32_size_bits,
@@ -123,7 +124,11 @@ def test_size_counts_bits(setup):
     assert q8["tables"] == 2 * q4["tables"] and q8["weights"] == 2 * q4["weights"]
     params = sum(info["params"] for _, _, info in model.quant_units())
     assert q8["tables"] + q8["weights"] == 8 * params and fp32_size_bits(model) == 32 * params
-    assert 0 < q8["scales"] < 0.01 * q8["total"]
+    # registers: per level a scale register and a requant; per output channel a requant and a float scale
+    channels = sum(lin.out_features for lin in (model.density.fc0, model.density.fc1, model.color.fc0,
+                                                model.color.fc1, model.color.fc2))
+    assert q8["scales"] == model.grid.levels * (25 + 22) + channels * (22 + 32) + 64
+    assert q8["scales"] < 0.03 * q8["total"]
 
 
 def test_export_roundtrip(setup, tmp_path):
@@ -143,7 +148,7 @@ def test_export_roundtrip(setup, tmp_path):
         got = ia.hash_unpack_entries(ex.table_memory.tolist(), idx, ex.features, lv.bits, ex.word_bits, lv.base)
         np.testing.assert_array_equal(got, t)
     meta = json.loads(json.dumps(ex.meta))
-    assert meta["format"] == "hero-qmodel/1" and meta["policy"]["tables"]["grid.level03"] == 2
+    assert meta["format"] == "hero-qmodel/2" and meta["policy"]["tables"]["grid.level03"] == 2
     with pytest.raises(ValueError, match="no such file"):
         load_export(tmp_path / "none.npz")
 
@@ -187,11 +192,15 @@ def test_clipping_scales_lower_the_error_at_low_bits(setup):
     def out_err(s):
         return float((xin @ (w - quantize_symmetric(w, 3, s) * s)).pow(2).sum())
 
-    s_out = output_error_scale(w, 3, xin)
-    assert out_err(s_out) <= min(out_err(symmetric_scale(w, 3)), out_err(mse_scale(w, 3))) + 1e-12
+    s_layer = output_error_scale(w, 3, xin, per_channel=False)
+    assert s_layer.shape == (w.shape[1],) and bool((s_layer == s_layer[0]).all())
+    assert out_err(s_layer) <= min(out_err(symmetric_scale(w, 3)), out_err(mse_scale(w, 3))) + 1e-12
+    s_out = output_error_scale(w, 3, xin)  # one scale per output column
+    assert out_err(s_out) < 0.95 * out_err(s_layer)
     qo = QuantizedNeRF(model, Policy.uniform(model, 3), ranges)  # default: output-error scales
     qm = QuantizedNeRF(model, Policy.uniform(model, 3), ranges, scales="max")
-    assert qo.layers[3].w_scale < qm.layers[3].w_scale and qo.table_scale[-1] < qm.table_scale[-1]
+    so, sm = qo.layers[3].w_scale, qm.layers[3].w_scale  # (input scales differ by the requant's 2**-16)
+    assert bool((so <= sm * (1 + 1e-4)).all() and (so < 0.9 * sm).any()) and qo.table_scale[-1] < qm.table_scale[-1]
     with pytest.raises(ValueError, match="scales must be one of"):
         QuantizedNeRF(model, Policy.uniform(model, 8), ranges, scales="minmax")
 
@@ -204,7 +213,7 @@ def test_gptq_rounding_lowers_every_layers_output_error(setup):
     qr = QuantizedNeRF(model, Policy.uniform(model, 4), ranges, rounding="nearest")
     total = {"gptq": 0.0, "nearest": 0.0}
     for g, r in zip(qg.layers, qr.layers, strict=True):
-        assert g.w_scale == r.w_scale and torch.equal(g.in_scale, r.in_scale) and g.rq == r.rq
+        assert torch.equal(g.w_scale, r.w_scale) and torch.equal(g.in_scale, r.in_scale) and g.rq == r.rq
         assert r.w_offset is None and torch.equal(g.w_int - g.w_offset, r.w_int)
         ia.weight_format(4).check(g.w_int, g.name)
         lin = model.get_submodule(g.name)
@@ -220,6 +229,43 @@ def test_gptq_rounding_lowers_every_layers_output_error(setup):
     assert torch.equal(gptq_round(w, 4, g.w_scale, x), g.w_int)  # memoized, and the memo is not shared state
     with pytest.raises(ValueError, match="rounding must be one of"):
         QuantizedNeRF(model, Policy.uniform(model, 8), ranges, rounding="stochastic")
+
+
+def test_per_channel_scales_and_the_sh_step(setup):
+    """One scale per output channel: every layer's output error at most one scale per layer's; the
+    requantizers are per channel and land on the next layer's input scale. The SH step is the one of
+    least colour-layer output error among SH_STEPS."""
+    model, pos, dirs, ranges = setup
+    pol = Policy.uniform(model, 4)
+    qc = QuantizedNeRF(model, pol, ranges, rounding="nearest")
+    ql = QuantizedNeRF(model, pol, ranges, rounding="nearest", granularity="layer", sh_steps=(SH_STEPS[0],))
+    qs = QuantizedNeRF(model, pol, ranges, rounding="nearest", sh_steps=(SH_STEPS[0],))
+    for c, lay in zip(qc.layers, ql.layers, strict=True):
+        assert c.w_scale.shape == (c.w_int.shape[1],) and len(set(lay.w_scale.tolist())) == 1
+        if c.rq is not None:
+            assert c.rq.channels == len(c.out_scale) and c.rq.channels in (c.w_int.shape[1], c.w_int.shape[1] - 1)
+            target = ranges.inputs["color.fc0.geo" if c.name == "density.fc1" else
+                                   {"density.fc0": "density.fc1", "color.fc0": "color.fc1",
+                                    "color.fc1": "color.fc2"}[c.name]] / c.rq.out_format.max
+            torch.testing.assert_close(c.out_scale, torch.full_like(c.out_scale, target), rtol=2e-5, atol=0)
+
+    def out_err(q):
+        lin = model.get_submodule(q.name)
+        x = ranges.samples[q.name].double()
+        xq = torch.clamp(torch.floor(x / q.in_scale + 0.5), q.in_fmt.min, q.in_fmt.max)
+        return float((x @ lin.weight.detach().double().t() - xq @ (q.w_int * q.w_scale)).pow(2).sum())
+
+    for c, s1 in zip(qc.layers, qs.layers, strict=True):
+        if c.name != "color.fc0":
+            assert torch.equal(c.w_int, s1.w_int)
+    step = qc.sh_scale * qc.layers[2].in_fmt.max / ranges.inputs["color.fc0.sh"]
+    assert min(abs(step - k) for k in SH_STEPS) < 1e-9
+    assert out_err(qc.layers[2]) <= out_err(qs.layers[2]) * (1 + 1e-9)
+    assert sum(out_err(c) for c in qs.layers) < sum(out_err(lay) for lay in ql.layers)
+    with pytest.raises(ValueError, match="granularity must be one of"):
+        QuantizedNeRF(model, pol, ranges, granularity="tensor")
+    with pytest.raises(ValueError, match="sh_steps"):
+        QuantizedNeRF(model, pol, ranges, sh_steps=(0.5,))
 
 
 def test_weight_calibration_inputs_follow_the_rendered_light(tiny_ckpt):

@@ -17,7 +17,15 @@ class Tile:
     w: np.ndarray  # (K, C) weights
     wbits: int
     act_signed: bool
-    rq: ia.Requant
+    rq: ia.Requant  # per column (C channels), or one for every column
+
+    def rq_ports(self) -> tuple[int, int]:
+        """The packed `rq_mult` and `rq_shift` port values: column c's entry at bits [c*w, (c+1)*w)."""
+        cols = self.w.shape[1]
+        mult = [self.rq.mult] * cols if self.rq.channels is None else list(self.rq.mult)
+        shift = [self.rq.shift] * cols if self.rq.channels is None else list(self.rq.shift)
+        pack = lambda vals, width: sum(int(v) << (width * c) for c, v in enumerate(vals))  # noqa: E731
+        return pack(mult, ia.REQ_MULT_BITS), pack(shift, ia.REQ_SHIFT_BITS)
 
     @property
     def k(self) -> int:
@@ -58,9 +66,21 @@ def random_tile(rng: np.random.Generator, rows: int, cols: int, k: int, wbits: i
         w = rng.integers(wf.min, wf.max + 1, size=(k, cols))
     relu = bool(rng.integers(2)) if relu is None else relu
     out_bits = int(rng.integers(2, ia.ACT_BITS + 1))
-    # A scale that maps the typical accumulator spread onto the output range, so that both
-    # saturation and in-range rounding get exercised.
-    spread = max(1.0, float(np.abs(x @ w).max()))
-    scale = float(rng.uniform(0.3, 3.0)) * (1 << out_bits) / spread
+    # Per column, a scale that maps the column's accumulator spread onto the output range, so that
+    # both saturation and in-range rounding get exercised.
+    spread = np.maximum(1.0, np.abs(x @ w).max(axis=0))
+    scale = rng.uniform(0.3, 3.0, size=cols) * (1 << out_bits) / spread
     return Tile(x.astype(np.int64), w.astype(np.int64), wbits, act_signed,
                 ia.Requant.from_scale(scale, relu=relu, out_bits=out_bits))
+
+
+def layer_tile_requant(rq: ia.Requant | None, c_out: int, c0: int, cols: int) -> ia.Requant:
+    """The per-column requantization of the tile of a layer's outputs c0 .. c0+cols-1 on an array of
+    `cols` columns. A layer's requant covers its last rq.channels outputs (density.fc1's output 0
+    leaves raw for the host); outputs without one, and padding columns, get (1, 0)."""
+    if rq is None:
+        return ia.Requant(tuple([1] * cols), tuple([0] * cols), relu=False, out_bits=ia.ACT_BITS)
+    first = c_out - rq.channels
+    idx = [c - first if first <= c < c_out else None for c in range(c0, c0 + cols)]
+    return ia.Requant(tuple(1 if i is None else rq.mult[i] for i in idx),
+                      tuple(0 if i is None else rq.shift[i] for i in idx), rq.relu, rq.out_bits)

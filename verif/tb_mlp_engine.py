@@ -14,7 +14,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from hero import intarith as ia
 from rtl.mlp_engine import operand_layout, result_layout
 from sim_py.mlp_engine import cycles_per_tile
-from verif.mlp_engine_ref import Tile, random_tile
+from verif.mlp_engine_ref import Tile, layer_tile_requant, random_tile
 from verif.sim import tb_params
 
 
@@ -54,8 +54,7 @@ class EngineHarness:
         d.k.value = tile.k if k is None else k
         d.wbits.value = tile.wbits if wbits is None else wbits
         d.act_signed.value = int(tile.act_signed)
-        d.rq_mult.value = tile.rq.mult
-        d.rq_shift.value = tile.rq.shift
+        d.rq_mult.value, d.rq_shift.value = tile.rq_ports()
         d.rq_relu.value = int(tile.rq.relu)
         d.rq_out_bits.value = tile.rq.out_bits
 
@@ -231,17 +230,23 @@ async def reset_mid_operation(dut):
 
 @cocotb.test()
 async def invalid_config_refused(dut):
-    """k = 0 or a weight width outside 2..max_wbits is refused and flagged on `error`."""
+    """k = 0, a weight width outside 2..max_wbits, or a zero multiplier in the last column is
+    refused and flagged on `error`."""
     h = await harness(dut)
     d = dut
     good = h.tile(4, min(4, h.max_wbits))
-    for k, wbits in ((0, good.wbits), (4, 1), (4, h.max_wbits + 1) if h.max_wbits < 15 else (4, 0)):
+    last_mult = ((1 << ia.REQ_MULT_BITS) - 1) << (ia.REQ_MULT_BITS * (h.cols - 1))
+    for k, wbits, mult_mask in ((0, good.wbits, 0), (4, 1, 0),
+                                (4, h.max_wbits + 1, 0) if h.max_wbits < 15 else (4, 0, 0),
+                                (good.k, good.wbits, last_mult)):
         h.configure(good, k=k, wbits=wbits)
+        d.rq_mult.value = good.rq_ports()[0] & ~mult_mask
         d.start.value = 1
         await h.tick()
         d.start.value = 0
         await ReadOnly()
-        assert d.error.value == 1 and d.busy.value == 0, f"k={k} wbits={wbits} was not refused"
+        assert d.error.value == 1 and d.busy.value == 0, f"k={k} wbits={wbits} mult_mask={mult_mask:#x} " \
+                                                         "was not refused"
         await h.tick()
     await h.run_tile(good)
     await ReadOnly()
@@ -276,7 +281,8 @@ async def cycle_sweep(dut):
 @cocotb.test()
 async def replay_quantized_nerf(dut):
     """A real quantized NeRF's layers (hero.quant export) on the engine: every tile of the given
-    samples, bit for bit against both the reference model and the NeRF's own integer path."""
+    samples, bit for bit against both the reference model and the NeRF's own integer path: the
+    accumulators, and the per-channel requantized outputs against the next layer's inputs."""
     from hero.quant.export import load_export
 
     h = await harness(dut)
@@ -284,21 +290,31 @@ async def replay_quantized_nerf(dut):
     model = load_export(p["export"])
     with np.load(p["trace"]) as z:
         trace = {k: z[k] for k in z.files}
+    # Which trace holds each layer's requantized outputs: (next layer's input, its first column).
+    consumer = {"density.fc0": ("in.density.fc1", 0), "density.fc1": ("in.color.fc0", -1),
+                "color.fc0": ("in.color.fc1", 0), "color.fc1": ("in.color.fc2", 0)}
     tiles = 0
     for layer in model.layers:
         x_all, acc_all = trace[f"in.{layer.name}"], trace[f"acc.{layer.name}"]
-        rq = layer.rq or ia.Requant(1, 0, relu=False, out_bits=8)
         k, c_out = layer.weights.shape
         for r0 in range(0, x_all.shape[0] - h.rows + 1, h.rows):
             for c0 in range(0, c_out, h.cols):
                 w = np.zeros((k, h.cols), dtype=np.int64)
                 cols = min(h.cols, c_out - c0)
                 w[:, :cols] = layer.weights[:, c0:c0 + cols]
+                rq = layer_tile_requant(layer.rq, c_out, c0, h.cols)
                 tile = Tile(x_all[r0:r0 + h.rows], w, layer.bits, layer.in_format.signed, rq)
                 rows = await h.run_tile(tile)
                 acc = np.array([[int(r.acc[c]) for c in range(cols)] for r in rows])
                 np.testing.assert_array_equal(acc, acc_all[r0:r0 + h.rows, c0:c0 + cols],
                                               err_msg=f"{layer.name}: RTL differs from the NeRF's integer path")
+                if layer.name in consumer:
+                    name, shift = consumer[layer.name]
+                    lo = max(c0, -shift)  # density.fc1's output 0 is not requantized
+                    want = trace[name][r0:r0 + h.rows, lo + shift:c0 + cols + shift]
+                    q = np.array([[int(r.q[c - c0]) for c in range(lo, c0 + cols)] for r in rows])
+                    np.testing.assert_array_equal(q, ia.IntFormat(ia.ACT_BITS, True).encode(want) if not rq.relu else want,
+                                                  err_msg=f"{layer.name}: RTL requantization differs")
                 tiles += 1
     await h.finish()
     assert tiles > 0

@@ -1,9 +1,9 @@
 """Export of a quantized model: every integer and register the accelerator loads (docs/quant.md).
 
-One .npz file, format "hero-qmodel/1":
+One .npz file, format "hero-qmodel/2":
 - `meta`: JSON text: format, grid (levels, features, log2t, word_bits), the HEU's per-level config
   records (exactly rtl.heu's config fields), the MLP layers (name, weight bits, K, C, input format,
-  requant registers or null, relu_after, w_scale, out_scale), the host's float scales
+  per-channel requant registers or null, relu_after, per-channel w_scale and out_scale), the host's float scales
   (enc_scale, sh_scale) and the policy;
 - `table_memory`: uint64 array, the HEU table memory image (word a at index a, bit-packed levels);
 - `table_LL`: int8 array (entries, F), level LL's table values (the same data, unpacked);
@@ -22,7 +22,7 @@ import numpy as np
 
 from hero import intarith as ia
 
-FORMAT = "hero-qmodel/1"
+FORMAT = "hero-qmodel/2"  # 2: per-channel weight scales and requantization
 
 
 @dataclass
@@ -31,10 +31,10 @@ class ExportedLayer:
     bits: int
     weights: np.ndarray  # (K, C) int
     in_format: ia.IntFormat
-    rq: ia.Requant | None
+    rq: ia.Requant | None  # per output channel
     relu_after: bool
-    w_scale: float
-    out_scale: float
+    w_scale: np.ndarray  # (C,) float64
+    out_scale: np.ndarray  # per requantized channel
 
 
 @dataclass
@@ -82,9 +82,9 @@ def export(qn, path: str | Path) -> Path:
                         "rq_shift": lv.rq.shift} for i, lv in enumerate(qn.levels)],
         "layers": [{"name": q.name, "bits": q.bits, "k": int(q.w_int.shape[0]), "c": int(q.w_int.shape[1]),
                     "in_bits": q.in_fmt.bits, "in_signed": q.in_fmt.signed,
-                    "rq": None if q.rq is None else {"mult": q.rq.mult, "shift": q.rq.shift, "relu": q.rq.relu,
-                                                     "out_bits": q.rq.out_bits},
-                    "relu_after": q.relu_after, "w_scale": q.w_scale, "out_scale": q.out_scale}
+                    "rq": None if q.rq is None else {"mult": list(q.rq.mult), "shift": list(q.rq.shift),
+                                                     "relu": q.rq.relu, "out_bits": q.rq.out_bits},
+                    "relu_after": q.relu_after, "w_scale": q.w_scale.tolist(), "out_scale": q.out_scale.tolist()}
                    for q in qn.layers],
         "host": {"enc_scale": qn.enc_scale, "sh_scale": qn.sh_scale},
         "policy": qn.policy.to_dict(),
@@ -115,9 +115,9 @@ def load_export(path: str | Path) -> QuantizedExport:
         tables = [z[f"table_{i:02d}"].astype(np.int64) for i in range(len(levels))]
         layers = []
         for x in meta["layers"]:
-            rq = None if x["rq"] is None else ia.Requant(x["rq"]["mult"], x["rq"]["shift"], x["rq"]["relu"],
-                                                         x["rq"]["out_bits"])
+            rq = None if x["rq"] is None else ia.Requant(tuple(x["rq"]["mult"]), tuple(x["rq"]["shift"]),
+                                                         x["rq"]["relu"], x["rq"]["out_bits"])
             layers.append(ExportedLayer(x["name"], x["bits"], z[_key(x["name"])].astype(np.int64),
                                         ia.IntFormat(x["in_bits"], x["in_signed"]), rq, x["relu_after"],
-                                        x["w_scale"], x["out_scale"]))
+                                        np.asarray(x["w_scale"]), np.asarray(x["out_scale"])))
         return QuantizedExport(meta, levels, tables, z["table_memory"], layers)

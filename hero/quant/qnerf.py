@@ -1,16 +1,17 @@
 """The NeRF quantized the way the accelerator computes it (docs/quant.md).
 
 QuantizedNeRF(model, policy, ranges) holds every integer the hardware needs: per-level tables at
-b_l bits with their HEU registers, per-layer weights at b bits (rounded by GPTQ on calibration
-inputs, or to nearest), and per-layer requantization (multiplier, shift, fused ReLU). Two forward
-paths use the same integers:
+b_l bits with their HEU registers, per-layer weights at b bits with one scale per output channel
+(rounded by GPTQ on calibration inputs, or to nearest), and per-channel requantization (multiplier,
+shift, fused ReLU). Two forward paths use the same integers:
 
 - `forward_fake`: float and differentiable (straight-through rounding), for fast PSNR and QAT;
 - `forward_int`: the exact integer formats of the RTL through hero.intarith: hash_encode (the HEU's
   arithmetic) and linear_layer (the MLP engine's bit-serial MAC and requantizer).
 
-Per-input-channel scales (the colour net's input joins geometry features and SH values) are folded
-into the weights before they are quantized, so each layer needs one requantization per tensor.
+Per-input-channel scales (the colour net's input joins geometry features and SH values, and every
+layer's inputs carry the previous layer's per-channel scales) are folded into the weights before
+they are quantized, so the accumulator of output channel c has the one scale s_w[c].
 What stays in float, on the host: the density activation trunc_exp(acc * s_w) and the colour
 sigmoid(acc * s_w) of the last layers (from the engine's raw accumulators), the SH encoding of view
 directions (quantized on the host to the colour net's input format), and volume rendering.
@@ -90,51 +91,69 @@ def _mse_scale(x: torch.Tensor, bits: int) -> float:
     return float(scales[int(((q - v[None, :]) ** 2).sum(1).argmin())])
 
 
-def output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor) -> float:
-    """The clipping scale of least output error (memoized; see _output_error_scale)."""
-    return _memo(("output", bits, _content(w), _content(x)), lambda: _output_error_scale(w, bits, x))
+def output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor, per_channel: bool = True) -> torch.Tensor:
+    """The clipping scales of least output error (memoized; see _output_error_scale)."""
+    return _memo(("output", bits, per_channel, _content(w), _content(x)),
+                 lambda: _output_error_scale(w, bits, x, per_channel))
 
 
-def _output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor) -> float:
-    """The weight scale that minimises the layer's output error ||x @ (w - Q(w))||^2 on samples x.
+def _output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor, per_channel: bool = True) -> torch.Tensor:
+    """The weight scales (C,) that minimise the layer's output error ||x @ (w - Q(w))||^2 on samples x.
 
-    w is (K, C) and x (N, K) in the units that multiply it. Better than the weights' own MSE: the
-    channels that carry large inputs are the ones whose rounding matters.
+    w is (K, C) and x (N, K) in the units that multiply it. Each output channel's error depends on
+    its own column only, so with `per_channel` each column takes its own clipping ratio of its own
+    max |w|; without, one ratio of the whole matrix's max |w| serves every column. Better than the
+    weights' own MSE: the inputs that carry large values are the ones whose rounding matters.
     """
     w, x = w.detach().double(), x.detach().double()
     qmax = (1 << (bits - 1)) - 1
-    amax = max(float(w.abs().max()), 1e-12)
-    best, best_err = amax / qmax, float("inf")
+    amax = (w.abs().amax(0) if per_channel else w.abs().max().expand(w.shape[1])).clamp(min=1e-12)
+    best, best_err = amax / qmax, torch.full_like(amax, float("inf"))
     for r in CLIP_RATIOS.tolist():
         s = r * amax / qmax
-        err = float((x @ (w - quantize_symmetric(w, bits, s) * s)).pow(2).sum())
-        if err < best_err:
-            best, best_err = s, err
+        err = (x @ (w - quantize_symmetric(w, bits, s) * s)).pow(2).sum(0)
+        if not per_channel:
+            err = err.sum().expand_as(err)
+        better = err < best_err
+        best, best_err = torch.where(better, s, best), torch.where(better, err, best_err)
     return best
+
+
+def weight_scales(w: torch.Tensor, bits: int, mode: str, per_channel: bool = True) -> torch.Tensor:
+    """Scales (C,) of folded weights (K, C) by their own values: `mse` (least squared error) or `max`
+    (max |w|), per output column or one for the matrix."""
+    cols = [w[:, c] for c in range(w.shape[1])] if per_channel else [w]
+    fn = mse_scale if mode == "mse" else symmetric_scale
+    s = torch.tensor([fn(col, bits) for col in cols], dtype=torch.float64)
+    return s.expand(w.shape[1]).clone()
 
 
 #: GPTQ's dampening: this share of the mean diagonal is added to the Hessian's diagonal
 GPTQ_DAMP = 0.01
 ROUNDINGS = ("gptq", "nearest")  # weights' integers: GPTQ (error feedback) or round to nearest
 #: names the default PTQ method (a search's scores are only comparable under the same one)
-QUANTIZER = "output-scales+gptq/1+rendering-importance/1"
+QUANTIZER = "channel-output-scales+gptq/1+rendering-importance/1+sh-step/1"
+GRANULARITIES = ("channel", "layer")  # weight scales: one per output channel, or one per layer
+#: steps of the SH input (multiples of range / levels) that the colour net's first layer tries
+SH_STEPS = (1.0, 2.0, 4.0, 8.0)
 
 
-def gptq_round(w: torch.Tensor, bits: int, scale: float, x: torch.Tensor) -> torch.Tensor:
-    """The weights' integers at `scale`, chosen by GPTQ (memoized; see _gptq_round)."""
-    key = ("gptq", bits, scale, _content(w), _content(x))
+def gptq_round(w: torch.Tensor, bits: int, scale: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The weights' integers at `scale` (C,), chosen by GPTQ (memoized; see _gptq_round)."""
+    key = ("gptq", bits, _content(torch.as_tensor(scale)), _content(w), _content(x))
     return _memo(key, lambda: _gptq_round(w, bits, scale, x).to(torch.int8)).long()  # int8: a small memo
 
 
-def _gptq_round(w: torch.Tensor, bits: int, scale: float, x: torch.Tensor) -> torch.Tensor:
-    """GPTQ (Frantar et al., 2023) on one layer: y = x @ w, w (K, C), x (N, K) calibration inputs.
+def _gptq_round(w: torch.Tensor, bits: int, scale: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """GPTQ (Frantar et al., 2023) on one layer: y = x @ w, w (K, C), x (N, K) calibration inputs,
+    scale (C,) per output column.
 
     Rounds the input rows one at a time and moves each row's rounding error onto the rows not yet
     rounded through the inverse Hessian of ||x @ (w - w_q)||^2, so later roundings cancel earlier
     ones. Same scale and format as rounding to nearest; only the choice of integer changes (int64
     in the symmetric range of `bits`).
     """
-    w, x = w.detach().double().clone(), x.detach().double()
+    w, x, scale = w.detach().double().clone(), x.detach().double(), torch.as_tensor(scale, dtype=torch.float64)
     h = x.t() @ x
     diag = torch.diagonal(h)
     dead = diag == 0  # inputs never active in calibration: nothing to compensate, round to nearest
@@ -153,7 +172,8 @@ SCALES = ("output", "mse", "max")  # weights: output error, own MSE, max-abs; ta
 
 
 def quantize_symmetric(x: torch.Tensor, bits: int, scale: float | torch.Tensor) -> torch.Tensor:
-    """Integers in the symmetric range +-(2**(bits-1) - 1) (round half to even), as float."""
+    """Integers in the symmetric range +-(2**(bits-1) - 1) (round half to even), as float; a
+    tensor `scale` broadcasts over x's last axis (per output column)."""
     qmax = (1 << (bits - 1)) - 1
     return torch.clamp(torch.round(x / scale), -qmax, qmax)
 
@@ -207,24 +227,29 @@ class QLayer:
     bits: int  # weight bits
     in_fmt: ia.IntFormat  # input activation format
     in_scale: torch.Tensor  # (K,) real value of one input LSB, per input channel
-    w_scale: float  # real value of one accumulator LSB
+    w_scale: torch.Tensor  # (C,) real value of one accumulator LSB, per output channel
     w_int: torch.Tensor  # (K, C) int64, in the symmetric range of `bits`
-    rq: ia.Requant | None  # to the next layer's input (None: accumulators go to the host)
-    out_scale: float  # real value of one output LSB after rq (the effective M/2^S scale)
+    rq: ia.Requant | None  # per-channel, to the next layer's input (None: accumulators go to the host)
+    out_scale: torch.Tensor  # real value of one output LSB after rq, per requantized channel (M/2^S effective)
     relu_after: bool = False  # ReLU not fused: requantize to signed, then ReLU
     w_offset: torch.Tensor | None = None  # w_int minus round-to-nearest at refresh (GPTQ's choices)
 
 
 class QuantizedNeRF:
     def __init__(self, model, policy: Policy, ranges: Ranges, fuse_relu: bool = True, word_bits: int = WORD_BITS,
-                 tables: str = "uniform", scales: str = "output", rounding: str = "gptq"):
+                 tables: str = "uniform", scales: str = "output", rounding: str = "gptq",
+                 granularity: str = "channel", sh_steps: tuple[float, ...] = SH_STEPS):
         if tables not in ("uniform", "kmeans"):
             raise ValueError(f"tables must be 'uniform' or 'kmeans', got {tables!r}")
         if scales not in SCALES:
             raise ValueError(f"scales must be one of {', '.join(SCALES)}, got {scales!r}")
         if rounding not in ROUNDINGS:
             raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
-        self.scale_mode, self.rounding = scales, rounding
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+        if not sh_steps or any(not k >= 1.0 for k in sh_steps):
+            raise ValueError(f"sh_steps must be multiples >= 1 of the SH range step, got {sh_steps!r}")
+        self.scale_mode, self.rounding, self.granularity, self.sh_steps = scales, rounding, granularity, sh_steps
         self.scale_of = symmetric_scale if scales == "max" else mse_scale
         self.model, self.policy, self.ranges = model, policy, ranges
         self.fuse_relu, self.word_bits, self.table_mode = fuse_relu, word_bits, tables
@@ -257,63 +282,86 @@ class QuantizedNeRF:
     def _act(self, name: str) -> int:
         return self.policy.activations[name]
 
-    def _requant_to(self, acc_scale: float, next_name: str, relu: bool, range_: float):
-        """Requant to the next layer's input: u(a) with the ReLU fused, or s(a)."""
+    def _requant_to(self, acc_scale: torch.Tensor, next_name: str, relu: bool, range_: float):
+        """Per-channel requant to the next layer's input, u(a) with the ReLU fused or s(a), and the
+        effective output scale of each channel."""
         a = self._act(next_name)
         levels = (1 << a) - 1 if relu else (1 << (a - 1)) - 1
-        rq = ia.Requant.from_scale(acc_scale / (range_ / levels), relu=relu, out_bits=a)
-        return rq, acc_scale / rq.scale
+        rq = ia.Requant.from_scale((acc_scale / (range_ / levels)).numpy(), relu=relu, out_bits=a)
+        return rq, acc_scale / torch.from_numpy(rq.scale)
 
     def _weight_int(self, name: str, w_folded: torch.Tensor, bits: int, in_scale: torch.Tensor):
-        """(scale, integers, offset from round-to-nearest) of one layer's folded weights."""
+        """(scales (C,), integers, offset from round-to-nearest) of one layer's folded weights."""
         x = (self.ranges.samples or {}).get(name)
         x = None if x is None else x.double() / in_scale[None, :]  # x in input LSBs
+        per_channel = self.granularity == "channel"
         if self.scale_mode == "output" and x is not None:
-            scale = output_error_scale(w_folded, bits, x)
+            scale = output_error_scale(w_folded, bits, x, per_channel)
         else:
-            scale = self.scale_of(w_folded, bits)
+            scale = weight_scales(w_folded, bits, "max" if self.scale_mode == "max" else "mse", per_channel)
         nearest = quantize_symmetric(w_folded, bits, scale).long()
         if self.rounding == "nearest" or x is None:
             return scale, nearest, None
         w_int = gptq_round(w_folded, bits, scale, x)
+        # Each output column is rounded on its own: keep GPTQ's where it lowers that column's error
+        # (its error feedback can push weights into the clipped range).
+        xd = x.double()
+        err = [(xd @ (w_folded - q.double() * scale)).pow(2).sum(0) for q in (w_int, nearest)]
+        w_int = torch.where((err[0] <= err[1])[None, :], w_int, nearest)
         return scale, w_int, w_int - nearest
+
+    def _color_input(self, geo_scale: torch.Tensor):
+        """The colour net's first layer: input scales (geometry features from density.fc1's requant,
+        then the SH values) and (scales, integers, offsets) of its weights.
+
+        The SH step is free (the host quantizes the SH values), and it sets how the folded weights'
+        rows compare: the SH rows are several times smaller than the geometry rows, and with one
+        scale per output channel they would round to a few levels. Each of `sh_steps` (multiples of
+        range / levels) is tried; the one of least output error on the calibration inputs wins."""
+        lin, a = self.model.color.fc0, self._act("color.fc0")
+        fmt = ia.IntFormat(a, True)
+        base = self.ranges.inputs["color.fc0.sh"] / fmt.max
+        x = (self.ranges.samples or {}).get("color.fc0")
+        best = None
+        for k in self.sh_steps if x is not None else (1.0,):
+            in_scale = torch.cat([geo_scale, torch.full((lin.in_features - len(geo_scale),), base * k,
+                                                        dtype=torch.float64)])
+            w_folded = lin.weight.detach().double().t() * in_scale[:, None]
+            q = self._weight_int("color.fc0", w_folded, self.policy.weights["color.fc0"], in_scale)
+            if x is None:
+                return in_scale, q
+            xq = torch.clamp(round_half_up(x.double() / in_scale), fmt.min, fmt.max)
+            err = float((x.double() @ lin.weight.detach().double().t() - xq @ (q[1] * q[0])).pow(2).sum())
+            if best is None or err < best[0]:
+                best = (err, in_scale, q)
+        return best[1], best[2]
 
     def _quantize_layers(self) -> list[QLayer]:
         m, r = self.model, self.ranges.inputs
-        geo = m.cfg["geo_features"]
-        specs = [  # name, linear, input format, per-channel input scale
-            ("density.fc0", m.density.fc0, ia.IntFormat(8, True), None),
-            ("density.fc1", m.density.fc1, None, None),
-            ("color.fc0", m.color.fc0, None, None),
-            ("color.fc1", m.color.fc1, None, None),
-            ("color.fc2", m.color.fc2, None, None),
-        ]
+        names = ["density.fc0", "density.fc1", "color.fc0", "color.fc1", "color.fc2"]
         layers: list[QLayer] = []
         in_scale = torch.full((m.density.fc0.in_features,), self.enc_scale, dtype=torch.float64)
         in_fmt = ia.IntFormat(8, True)
-        sh_scale = 0.0
-        for idx, (name, lin, _, _) in enumerate(specs):
-            if name == "color.fc0":
-                a = self._act(name)
-                sh_scale = r["color.fc0.sh"] / ((1 << (a - 1)) - 1)
-                geo_scale = layers[-1].out_scale
-                in_scale = torch.tensor([geo_scale] * geo + [sh_scale] * 16, dtype=torch.float64)
-                in_fmt = ia.IntFormat(a, True)
+        for idx, name in enumerate(names):
+            lin = m.unit(name)
             bits = self.policy.weights[name]
-            w_folded = lin.weight.detach().double().t() * in_scale[:, None]  # (K, C)
-            w_scale, w_int, w_offset = self._weight_int(name, w_folded, bits, in_scale)
+            if name == "color.fc0":
+                in_scale, (w_scale, w_int, w_offset) = self._color_input(layers[-1].out_scale)
+                in_fmt = ia.IntFormat(self._act(name), True)
+                self.sh_scale = float(in_scale[-1])
+            else:
+                w_folded = lin.weight.detach().double().t() * in_scale[:, None]  # (K, C)
+                w_scale, w_int, w_offset = self._weight_int(name, w_folded, bits, in_scale)
             rq, out_scale, relu_after = None, w_scale, False
-            if name == "density.fc1":  # geometry features: signed, no activation
-                rq, out_scale = self._requant_to(w_scale, "color.fc0", False, r["color.fc0.geo"])
+            if name == "density.fc1":  # output 0 to the host; geometry features: signed, no activation
+                rq, out_scale = self._requant_to(w_scale[1:], "color.fc0", False, r["color.fc0.geo"])
             elif name not in OUTPUT_LAYERS:
-                nxt = specs[idx + 1][0]
+                nxt = names[idx + 1]
                 rq, out_scale = self._requant_to(w_scale, nxt, self.fuse_relu, r[nxt])
                 relu_after = not self.fuse_relu
             layers.append(QLayer(name, bits, in_fmt, in_scale, w_scale, w_int, rq, out_scale, relu_after, w_offset))
             if rq is not None and name != "density.fc1":
-                in_scale = torch.full((lin.out_features,), out_scale, dtype=torch.float64)
-                in_fmt = rq.out_format
-        self.sh_scale = sh_scale
+                in_scale, in_fmt = out_scale, rq.out_format
         return layers
 
     # -- the integer path: exactly the hardware ------------------------------------------------------
@@ -362,7 +410,7 @@ class QuantizedNeRF:
         """Density [N] and colour [N, 3] from positions and SH-encoded directions, in the RTL's integers."""
         t = self.trace_int(positions, sh)
         q = {layer.name: layer for layer in self.layers}
-        sigma = trunc_exp(t["acc.density.fc1"][:, 0].double() * q["density.fc1"].w_scale).float()
+        sigma = trunc_exp(t["acc.density.fc1"][:, 0].double() * q["density.fc1"].w_scale[0]).float()
         rgb = torch.sigmoid(t["acc.color.fc2"].double() * q["color.fc2"].w_scale).float()
         return sigma, rgb
 
@@ -385,7 +433,8 @@ class QuantizedNeRF:
     def _fq_act(y: torch.Tensor, q: QLayer) -> torch.Tensor:
         """The requantizer on real values: y = acc * w_scale -> the next layer's input."""
         fmt = q.rq.out_format
-        v = ste(y, torch.clamp(round_half_up(y / q.out_scale), fmt.min, fmt.max) * q.out_scale)
+        step = q.out_scale.to(y.dtype)
+        v = ste(y, torch.clamp(round_half_up(y / step), fmt.min, fmt.max) * step)
         return torch.relu(v) if q.relu_after else v
 
     def forward_fake(self, positions: torch.Tensor, sh: torch.Tensor):
@@ -421,8 +470,10 @@ class QuantizedNeRF:
         """Model size: tables and weights at their bit widths, plus scales and requant registers."""
         tables = sum(p["entries"] * p["features"] * b for p, b in zip(self.grid.params, self.table_bits, strict=True))
         weights = sum(int(q.w_int.numel()) * q.bits for q in self.layers)
-        # Per level: scale register (25) + requant (16 + 6); per layer: requant (16 + 6) + float scale (32).
-        scales = len(self.levels) * (ia.HASH_SCALE_BITS + 22) + len(self.layers) * (22 + 32) + 2 * 32
+        # Per level: scale register (25) + requant (16 + 6); per output channel: requant (16 + 6) + float
+        # scale (32); the host's encoding and SH scales.
+        channels = sum(len(q.w_scale) for q in self.layers)
+        scales = len(self.levels) * (ia.HASH_SCALE_BITS + 22) + channels * (22 + 32) + 2 * 32
         codebooks = 0 if self.codebooks is None else 32 * sum(len(cb) for cb in self.codebooks)
         total = tables + weights + scales + codebooks
         return {"tables": tables, "weights": weights, "scales": scales, "codebooks": codebooks, "total": total}

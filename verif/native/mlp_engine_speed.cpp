@@ -1,6 +1,7 @@
 // Free-running Verilator model of mlp_engine: how fast the array simulates with no Python per cycle.
 // Verilator mangles the double underscore of Amaranth's stream port names as ___05F.
-// Usage: speed K TILES WBITS PAYLOAD_WORDS...   (operand payload as 32-bit words, least significant first)
+// Usage: speed K TILES WBITS N MULT_WORDS[N] PAYLOAD_WORDS...   (the per-column rq_mult port and the
+// operand payload as 32-bit words, least significant first)
 // Prints: cycles seconds result_word0 result_word1 ...   (the last tile's row-0 result payload)
 #include <chrono>
 #include <cstdint>
@@ -29,11 +30,13 @@ template <typename T> std::vector<uint32_t> get_words(const T& sig) {
 }
 
 int main(int argc, char** argv) {
-    if (argc < 5) { std::fprintf(stderr, "usage: %s K TILES WBITS WORDS...\n", argv[0]); return 2; }
+    if (argc < 6) { std::fprintf(stderr, "usage: %s K TILES WBITS N MULT_WORDS... WORDS...\n", argv[0]); return 2; }
     const long k = std::atol(argv[1]);
     const long tiles = std::atol(argv[2]);
-    std::vector<uint32_t> payload;
-    for (int i = 4; i < argc; ++i) payload.push_back(static_cast<uint32_t>(std::strtoul(argv[i], nullptr, 0)));
+    const int n_mult = std::atoi(argv[4]);
+    std::vector<uint32_t> mult, payload;
+    for (int i = 5; i < argc; ++i)
+        (i < 5 + n_mult ? mult : payload).push_back(static_cast<uint32_t>(std::strtoul(argv[i], nullptr, 0)));
 
     VerilatedContext ctx;
     Vmlp_engine top{&ctx};
@@ -41,7 +44,8 @@ int main(int argc, char** argv) {
     auto tick = [&] { top.clk = 0; top.eval(); top.clk = 1; top.eval(); ++cycles; };
     top.rst = 1; tick(); tick(); top.rst = 0;
     top.k = k; top.wbits = std::atoi(argv[3]); top.act_signed = 0;
-    top.rq_mult = 1; top.rq_shift = 0; top.rq_relu = 0; top.rq_out_bits = 8;
+    set_words(top.rq_mult, mult);
+    top.rq_shift = 0; top.rq_relu = 0; top.rq_out_bits = 8;
     set_words(top.operand___05Fpayload, payload);
     top.operand___05Fvalid = 1; top.result___05Fready = 1;
 
