@@ -59,6 +59,7 @@ bench: install
 	$(PY) -m bench.heu
 	$(PY) -m bench.cycle_model
 	$(PY) -m bench.quant
+	$(PY) -m bench.quant_scales
 	$(PY) -m bench.search_lego
 
 calibrate: install

@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hero.intarith import hash_corner_offsets, hash_entry_address, hash_grid_position, hash_index, hash_levels
+from hero.intarith import (
+    REQ_MULT_BITS,
+    REQ_SHIFT_BITS,
+    hash_corner_offsets,
+    hash_entry_address,
+    hash_grid_position,
+    hash_index,
+    hash_levels,
+)
 
 from .hw import HardwareConfig
 from .memory import dram_cycles, entry_line, lru_misses, place_levels
@@ -114,7 +122,9 @@ class FrameModel:
 
         # Overlap, pipeline fill and the one-time weight load.
         heu_total = encoding + stall
-        weight_bytes = sum(ly.k * ly.c_out * b for ly, b in zip(w.layers, wb, strict=True)) / 8
+        # The weights and each output channel's requantization registers (REQ_MULT_BITS + REQ_SHIFT_BITS).
+        weight_bytes = sum(ly.c_out * (ly.k * b + REQ_MULT_BITS + REQ_SHIFT_BITS)
+                           for ly, b in zip(w.layers, wb, strict=True)) / 8
         weight_load = weight_bytes / hw.dram_bytes_per_cycle + hw.dram_latency_cycles
         fill = min(heu_total, mlp) / max(n_batches, 1)
         other = fill + weight_load
