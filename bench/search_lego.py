@@ -13,6 +13,7 @@ latency_ratio=<r> psnr_delta_db=<d> size_ratio=<s> seeds=3
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -38,7 +39,7 @@ DEFAULT_CKPT = Path("runs/bench_lego/checkpoint.pt")
 def uniform_latency_at(front: list[tuple[float, float]], psnr: float) -> float:
     """Latency of the uniform front (sorted (PSNR, latency) points) at `psnr`, linear between
     neighbours; the last point's latency above the front."""
-    for (p0, l0), (p1, l1) in zip(front, front[1:]):
+    for (p0, l0), (p1, l1) in itertools.pairwise(front):
         if p0 <= psnr <= p1:
             return l0 + (psnr - p0) / max(p1 - p0, 1e-12) * (l1 - l0)
     return front[-1][1] if psnr > front[-1][0] else front[0][1]
