@@ -175,8 +175,7 @@ class Requant:
     def __post_init__(self):
         per_channel = [isinstance(v, (tuple, list, np.ndarray)) for v in (self.mult, self.shift)]
         if any(per_channel):
-            mult, shift = (tuple(int(x) if isinstance(x, (int, np.integer)) else x for x in np.atleast_1d(v).tolist())
-                           for v in (self.mult, self.shift))
+            mult, shift = (tuple(np.atleast_1d(v).tolist()) for v in (self.mult, self.shift))
             if len(mult) != len(shift) or not mult:
                 raise FormatError(f"requant mult and shift need one entry per channel, got {len(mult)} and "
                                   f"{len(shift)}")

@@ -322,6 +322,7 @@ class QuantizedNeRF:
         fmt = ia.IntFormat(a, True)
         base = self.ranges.inputs["color.fc0.sh"] / fmt.max
         x = (self.ranges.samples or {}).get("color.fc0")
+        y = None if x is None else x.double() @ lin.weight.detach().double().t()  # the float outputs
         best = None
         for k in self.sh_steps if x is not None else (1.0,):
             in_scale = torch.cat([geo_scale, torch.full((lin.in_features - len(geo_scale),), base * k,
@@ -331,14 +332,14 @@ class QuantizedNeRF:
             if x is None:
                 return in_scale, q
             xq = torch.clamp(round_half_up(x.double() / in_scale), fmt.min, fmt.max)
-            err = float((x.double() @ lin.weight.detach().double().t() - xq @ (q[1] * q[0])).pow(2).sum())
+            err = float((y - xq @ (q[1] * q[0])).pow(2).sum())
             if best is None or err < best[0]:
                 best = (err, in_scale, q)
         return best[1], best[2]
 
     def _quantize_layers(self) -> list[QLayer]:
         m, r = self.model, self.ranges.inputs
-        names = ["density.fc0", "density.fc1", "color.fc0", "color.fc1", "color.fc2"]
+        names = [n for n, kind, _ in m.quant_units() if kind == "linear"]  # dataflow order
         layers: list[QLayer] = []
         in_scale = torch.full((m.density.fc0.in_features,), self.enc_scale, dtype=torch.float64)
         in_fmt = ia.IntFormat(8, True)
