@@ -49,8 +49,13 @@ class Tile:
 
     def expected_q(self) -> np.ndarray:
         """Requantized outputs as the act_bits-wide patterns the `q` lanes carry."""
-        q = ia.requantize(self.expected_acc(), self.rq)
-        return ia.IntFormat(ia.ACT_BITS, signed=True).encode(q) if not self.rq.relu else q
+        return q_lanes(ia.requantize(self.expected_acc(), self.rq), self.rq.relu)
+
+
+def q_lanes(q, relu: bool) -> np.ndarray:
+    """Requantized values as the engine's act_bits-wide `q` lane patterns: unsigned after a fused
+    ReLU, else two's complement."""
+    return q if relu else ia.IntFormat(ia.ACT_BITS, signed=True).encode(q)
 
 
 def random_tile(rng: np.random.Generator, rows: int, cols: int, k: int, wbits: int,

@@ -14,7 +14,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from hero import intarith as ia
 from rtl.mlp_engine import operand_layout, result_layout
 from sim_py.mlp_engine import cycles_per_tile
-from verif.mlp_engine_ref import Tile, layer_tile_requant, random_tile
+from verif.mlp_engine_ref import Tile, layer_tile_requant, q_lanes, random_tile
 from verif.sim import tb_params
 
 
@@ -313,8 +313,8 @@ async def replay_quantized_nerf(dut):
                     lo = max(c0, -shift)  # density.fc1's output 0 is not requantized
                     want = trace[name][r0:r0 + h.rows, lo + shift:c0 + cols + shift]
                     q = np.array([[int(r.q[c - c0]) for c in range(lo, c0 + cols)] for r in rows])
-                    lanes = want if rq.relu else ia.IntFormat(ia.ACT_BITS, True).encode(want)  # 8-bit patterns
-                    np.testing.assert_array_equal(q, lanes, err_msg=f"{layer.name}: RTL requantization differs")
+                    np.testing.assert_array_equal(q, q_lanes(want, rq.relu),
+                                                  err_msg=f"{layer.name}: RTL requantization differs")
                 tiles += 1
     await h.finish()
     assert tiles > 0

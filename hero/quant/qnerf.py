@@ -151,9 +151,12 @@ def _gptq_round(w: torch.Tensor, bits: int, scale: torch.Tensor, x: torch.Tensor
     Rounds the input rows one at a time and moves each row's rounding error onto the rows not yet
     rounded through the inverse Hessian of ||x @ (w - w_q)||^2, so later roundings cancel earlier
     ones. Same scale and format as rounding to nearest; only the choice of integer changes (int64
-    in the symmetric range of `bits`).
+    in the symmetric range of `bits`). Each output column is rounded on its own, and keeps GPTQ's
+    integers only where they lower that column's output error (the error feedback can push weights
+    into the range the column's clipping scale cuts off); elsewhere it rounds to nearest.
     """
-    w, x, scale = w.detach().double().clone(), x.detach().double(), torch.as_tensor(scale, dtype=torch.float64)
+    w, x, scale = w.detach().double(), x.detach().double(), torch.as_tensor(scale, dtype=torch.float64)
+    w0, w = w, w.clone()
     h = x.t() @ x
     diag = torch.diagonal(h)
     dead = diag == 0  # inputs never active in calibration: nothing to compensate, round to nearest
@@ -165,7 +168,9 @@ def _gptq_round(w: torch.Tensor, bits: int, scale: torch.Tensor, x: torch.Tensor
         q[k] = quantize_symmetric(w[k], bits, scale)
         err = (w[k] - q[k] * scale) / u[k, k]
         w[k + 1:] -= u[k, k + 1:, None] * err[None, :]
-    return q.long()
+    nearest = quantize_symmetric(w0, bits, scale)
+    out_err = [(x @ (w0 - v * scale)).pow(2).sum(0) for v in (q, nearest)]
+    return torch.where((out_err[0] <= out_err[1])[None, :], q, nearest).long()
 
 
 SCALES = ("output", "mse", "max")  # weights: output error, own MSE, max-abs; tables: MSE, MSE, max-abs
@@ -303,11 +308,6 @@ class QuantizedNeRF:
         if self.rounding == "nearest" or x is None:
             return scale, nearest, None
         w_int = gptq_round(w_folded, bits, scale, x)
-        # Each output column is rounded on its own: keep GPTQ's where it lowers that column's error
-        # (its error feedback can push weights into the clipped range).
-        xd = x.double()
-        err = [(xd @ (w_folded - q.double() * scale)).pow(2).sum(0) for q in (w_int, nearest)]
-        w_int = torch.where((err[0] <= err[1])[None, :], w_int, nearest)
         return scale, w_int, w_int - nearest
 
     def _color_input(self, geo_scale: torch.Tensor):
