@@ -1,0 +1,70 @@
+"""python -m hero.caq --ckpt CKPT --out DIR: CAQ's learned bit widths for a trained NeRF.
+
+Writes DIR/policy.json (CAQ's widths as a hero-policy/1 file), DIR/metrics.json (CAQ's own test PSNR
+from its fake-quantized model, its 15 bit widths, mean bit width, model size and BitOps) and test
+renders. Re-running the same command resumes from DIR/caq_state.pt; Ctrl-C saves and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .run import CAQ_STEPS, TARGETS
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m hero.caq", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, required=True, help="a checkpoint from python -m hero.train")
+    ap.add_argument("--out", type=Path, required=True, help="results folder; rerunning the same command resumes")
+    ap.add_argument("--target", choices=TARGETS, default="mgl",
+                    help="mdl: keep the float model's loss; mgl: reach --psnr-target (default)")
+    ap.add_argument("--psnr-target", type=float, default=30.0, help="MGL's PSNR target in dB (default 30)")
+    ap.add_argument("--lambda", dest="lam", type=float, default=1e-3, help="weight of the bit penalty (1e-3)")
+    ap.add_argument("--steps", type=int, default=CAQ_STEPS, help=f"QAT steps (CAQ: {CAQ_STEPS})")
+    ap.add_argument("--rays", type=int, default=4096, help="rays per step (CAQ: 4096)")
+    ap.add_argument("--calib-batches", type=int, default=100, help="PTQ calibration batches (CAQ: about 100)")
+    ap.add_argument("--test-views", type=int, default=5, help="test views for CAQ's own PSNR")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = parser()
+    a = ap.parse_args(argv)
+    for flag, value, ok in (("--steps", a.steps, a.steps >= 1), ("--rays", a.rays, a.rays >= 1),
+                            ("--calib-batches", a.calib_batches, a.calib_batches >= 1),
+                            ("--test-views", a.test_views, a.test_views >= 1), ("--seed", a.seed, a.seed >= 0),
+                            ("--lambda", a.lam, a.lam >= 0),
+                            ("--psnr-target", a.psnr_target, 0 < a.psnr_target < 100)):
+        if not ok:
+            ap.error(f"{flag} {value}: out of range")
+    if not a.ckpt.is_file():
+        ap.error(f"--ckpt {a.ckpt}: no such file")
+    from hero.data import DataError
+    from hero.interrupt import Interrupted
+
+    from .run import caq
+
+    try:
+        res = caq(a.ckpt, a.out, target=a.target, psnr_target=a.psnr_target, lam=a.lam, steps=a.steps, rays=a.rays,
+                  seed=a.seed, calib_batches=a.calib_batches, test_views=a.test_views, progress=not a.no_progress)
+    except Interrupted as e:
+        print(f"\n{e}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    b = res["bits"]
+    print(f"CAQ {a.target}: own test PSNR {res['psnr']:.2f} dB (SSIM {res['ssim']:.3f}), mean bits "
+          f"{res['mean_bits']:.2f}, size {res['size_kib']:.1f} KiB, {res['bitops_t']:.3f} TBitOps per image")
+    print("bits: " + ", ".join(f"{k} {v}" for k, v in b.items()))
+    print(f"policy: {a.out / 'policy.json'}; metrics: {a.out / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
