@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from hero import checkpoint
+from hero.quant.policy import Policy
 from hero.search.agent import DDPG, DDPGConfig
 from hero.search.env import QuantEnv, action_to_bits, units_of
 from hero.search.refine import refine
-from hero.search.run import search
+from hero.search.run import STATE, scoring_setup, search
+from hero.search.score import Score, Scorer, cost_efficiency
 
 ARGS = {"episodes": 5, "qat_steps": 2, "held_out": 256, "test_views": 1, "progress": False, "warmup": 2,
         "refine_passes": 1}
@@ -70,6 +72,13 @@ def test_search_writes_results_and_resumes(tiny_ckpt, tmp_path):
     assert r["uniform4"]["latency_ms"] < r["uniform8"]["latency_ms"]
     assert r["uniform4"]["size_kib"] < r["uniform8"]["size_kib"] < r["fp32"]["size_kib"]
     assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == 5
+    assert summary["objective"] == "latency"
+    for x in r.values():  # fps per MiB: 1 / (latency in s x size in MiB)
+        assert x["cost_efficiency"] == pytest.approx(1 / (x["latency_ms"] / 1000 * x["size_kib"] / 1024))
+    # A state from before --objective has no objective in its key: it resumes as the latency objective.
+    st = checkpoint.load_state(tmp_path / STATE)
+    del st["config"]["objective"]
+    checkpoint.save(tmp_path / STATE, st)
     # Interrupted runs resume: asking for more episodes keeps the first five as they were.
     search(tiny_ckpt, tmp_path, **{**ARGS, "episodes": 7})
     rows2 = list(csv.DictReader((tmp_path / "episodes.csv").open()))
@@ -77,6 +86,41 @@ def test_search_writes_results_and_resumes(tiny_ckpt, tmp_path):
     # Episodes scored on other held-out rays are not mixed in.
     with pytest.raises(ValueError, match="other settings"):
         search(tiny_ckpt, tmp_path, **{**ARGS, "episodes": 7, "held_out": 512})
+    # nor episodes rewarded by another objective
+    with pytest.raises(ValueError, match="other settings"):
+        search(tiny_ckpt, tmp_path, **{**ARGS, "episodes": 7}, objective="cost")
+
+
+def test_cost_efficiency_is_frames_per_second_per_mib():
+    assert cost_efficiency(250.0, 2 * 8 * 2**20) == pytest.approx(1 / (0.25 * 2))
+    s = Score(psnr=30.0, latency_ms=40.0, size_bits=3 * 2**20, reward=0.0)  # 40 ms, 0.375 MiB
+    assert s.cost == pytest.approx(40 * 0.375) and s.cost_efficiency == pytest.approx(1 / (0.04 * 0.375))
+
+
+def test_cost_objective_reward_is_psnr_less_weighted_cost_ratio(tiny_ckpt, tmp_path):
+    model, meta, _, _, _, by_cost = scoring_setup(tiny_ckpt, held_out=256, latency_weight=2.5, objective="cost")
+    by_latency = Scorer(model, meta, by_cost.ranges, by_cost.rays, by_cost.frame, 2.5)
+    env = QuantEnv(model, units_of(model, {}, {}))
+    pol = env.policy([3 + i % 5 for i in range(len(env.units))])
+    s, u8 = by_cost(pol), by_cost(Policy.uniform(model, 8))
+    assert s.reward == pytest.approx((s.psnr - by_cost.psnr_fp32) - 2.5 * s.cost / u8.cost, abs=1e-12)
+    t = by_latency(pol)
+    assert (t.psnr, t.latency_ms, t.size_bits) == (s.psnr, s.latency_ms, s.size_bits)
+    assert t.reward == pytest.approx((s.psnr - by_cost.psnr_fp32) - 2.5 * s.latency_ms / u8.latency_ms, abs=1e-12)
+    assert s.size_bits < u8.size_bits and s.reward > t.reward  # smaller than uniform 8: cost falls faster
+    with pytest.raises(ValueError, match="objective must be one of latency, cost"):
+        Scorer(model, meta, by_cost.ranges, by_cost.rays, by_cost.frame, objective="speed")
+    # The CLI's search scores its episodes with the same scorer, and reports the objective.
+    res = subprocess.run([sys.executable, "-m", "hero.search", "--ckpt", str(tiny_ckpt), "--out", str(tmp_path),
+                          "--objective", "cost", "--latency-weight", "2.5", "--episodes", "2", "--refine-passes", "0",
+                          "--qat-steps", "1", "--held-out-rays", "256", "--test-views", "1", "--no-progress"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "objective: cost (latency weight 2.5)" in res.stdout and "fps/MiB" in res.stdout
+    assert json.loads((tmp_path / "summary.json").read_text())["objective"] == "cost"
+    for row in csv.DictReader((tmp_path / "episodes.csv").open()):
+        bits = [int(b) for b in row["bits"].split()]
+        assert float(row["reward"]) == pytest.approx(by_cost(env.policy(bits)).reward, abs=2e-4)
 
 
 def test_latency_budget_is_enforced(tiny_ckpt, tmp_path):
@@ -91,6 +135,7 @@ def test_latency_budget_is_enforced(tiny_ckpt, tmp_path):
     (["--episodes", "0"], "--episodes 0: out of range"),
     (["--refine-passes", "-1"], "--refine-passes -1: out of range"),
     (["--hw", "fast"], "invalid choice: 'fast'"),
+    (["--objective", "speed"], "error: argument --objective: invalid choice: 'speed' (choose from 'latency', 'cost')"),
     (["--hw-preset", "nope"], "no such file or preset"),
     (["--ckpt", "none.pt"], "--ckpt none.pt: no such file"),
     (["--data", "/nonexistent/scene", "--train-minutes", "0.1"], "/nonexistent/scene"),
@@ -99,6 +144,7 @@ def test_search_cli_errors(tmp_path, args, message):
     res = subprocess.run([sys.executable, "-m", "hero.search", "--out", str(tmp_path), "--no-progress", *args],
                          capture_output=True, text=True)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+    assert sum("error" in line for line in res.stderr.splitlines()) == 1  # one line says what is wrong
 
 
 def test_refine_climbs_in_one_bit_steps_within_the_budget():

@@ -22,7 +22,7 @@ from hero.interrupt import Interrupted, Interruptible
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.render import camera_meta, frame_samples, render_rays
 from hero.quant.calib import checkpoint_scenes
-from hero.search.score import held_out_rays
+from hero.quant.heldout import held_out_rays
 
 from .field import CAQField
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from hero.search.score import OBJECTIVES
 from sim_py.backends import BACKENDS
 
 
@@ -23,7 +24,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--episodes", type=int, default=60)
     ap.add_argument("--latency-budget", type=float, default=None, help="frame latency budget in ms")
     ap.add_argument("--size-budget", type=float, default=None, help="model size budget in KiB")
-    ap.add_argument("--latency-weight", type=float, default=3.0, help="reward dB per unit of latency/latency_8bit")
+    ap.add_argument("--objective", choices=OBJECTIVES, default="latency",
+                    help="what the reward trades against PSNR: frame latency, or cost = latency x size "
+                         "(default: latency)")
+    ap.add_argument("--latency-weight", type=float, default=3.0,
+                    help="reward dB per unit of latency/latency_8bit, or with --objective cost of cost/cost_8bit")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/search"))
     ap.add_argument("--train-minutes", type=float, default=4.0, help="training time when no --ckpt is given")
@@ -66,16 +71,18 @@ def main(argv=None) -> int:
                          latency_budget=a.latency_budget, size_budget_kib=a.size_budget, seed=a.seed,
                          latency_weight=a.latency_weight, held_out=a.held_out_rays, qat_steps=a.qat_steps,
                          test_views=a.test_views, refine_passes=a.refine_passes,
-                         progress=not a.no_progress)
+                         progress=not a.no_progress, objective=a.objective)
     except (DataError, HardwareError, PolicyError, CalibrationError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     r = summary["results"]
-    print(f"\n{'':<11}{'PSNR dB':>9}{'SSIM':>8}{'latency ms':>12}{'size KiB':>11}{'cost ms*MiB':>13}")
+    print(f"\nobjective: {summary['objective']} (latency weight {summary['latency_weight']:g})")
+    print(f"{'':<11}{'PSNR dB':>9}{'SSIM':>8}{'latency ms':>12}{'size KiB':>11}{'cost ms*MiB':>13}"
+          f"{'fps/MiB':>10}")
     for name in ("fp32", "uniform8", "uniform4", "found_ddpg", "found", "found_qat"):
         x = r[name]
         print(f"{name:<11}{x['psnr']:>9.2f}{x['ssim']:>8.3f}{x['latency_ms']:>12.3f}{x['size_kib']:>11.1f}"
-              f"{x['cost']:>13.3f}")
+              f"{x['cost']:>13.3f}{x['cost_efficiency']:>10.4f}")
     print(f"found policy: {a.out / 'policy.json'}; results in {a.out} ({summary['minutes']:.1f} min)")
     return 0
 

@@ -26,7 +26,7 @@ from sim_py.workload import workload_from_frame
 from .agent import DDPG, DDPGConfig
 from .env import QuantEnv, units_of
 from .refine import REFINE_METHOD, refine
-from .score import Scorer, held_out_rays
+from .score import Scorer, cost, cost_efficiency, held_out_rays
 
 STATE = "search_state.pt"
 CSV_FIELDS = ["episode", "reward", "psnr", "latency_ms", "size_kib", "cost", "sigma", "feasible", "bits", "seconds"]
@@ -55,21 +55,29 @@ def unit_shares(frame: FrameModel, model) -> tuple[dict, dict]:
     return lat, {n: p / total for n, p in params.items()}
 
 
-def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", episodes: int = 60,
-           latency_budget: float | None = None, size_budget_kib: float | None = None, seed: int = 0,
-           latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
-           warmup: int | None = None, refine_passes: int = 10, progress: bool = True) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
+def scoring_setup(ckpt: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", seed: int = 0,
+                  latency_weight: float = 3.0, held_out: int = 16384, objective: str = "latency"):
+    """The model, its test scene, the hardware, the frame model and the Scorer a search scores with."""
     model, meta = checkpoint.load(ckpt)
-    grid = meta["occupancy"]
     train_scene, val_scene, test_scene = checkpoint_scenes(meta)
     ranges = calibrated_ranges(model, meta, train_scene, seed)
     hwcfg = load_hardware(hw_preset)
-    wl = workload_from_frame(model, grid, torch.from_numpy(test_scene.c2w[0]), camera_meta(test_scene),
+    wl = workload_from_frame(model, meta["occupancy"], torch.from_numpy(test_scene.c2w[0]), camera_meta(test_scene),
                              meta["dt"], meta["max_steps"], name=f"{Path(meta['data']).name} test view 0")
     frame = FrameModel(wl, hwcfg, get_backend(hw))
-    scorer = Scorer(model, meta, ranges, held_out_rays(val_scene, held_out, seed), frame, latency_weight)
+    scorer = Scorer(model, meta, ranges, held_out_rays(val_scene, held_out, seed), frame, latency_weight, objective)
+    return model, meta, test_scene, hwcfg, frame, scorer
+
+
+def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", episodes: int = 60,
+           latency_budget: float | None = None, size_budget_kib: float | None = None, seed: int = 0,
+           latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
+           warmup: int | None = None, refine_passes: int = 10, progress: bool = True,
+           objective: str = "latency") -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    model, meta, test_scene, hwcfg, frame, scorer = scoring_setup(ckpt, hw, hw_preset, seed, latency_weight,
+                                                                  held_out, objective)
     lat_share, mem_share = unit_shares(frame, model)
     env = QuantEnv(model, units_of(model, lat_share, mem_share))
     cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup)
@@ -85,7 +93,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     rows, best, episode, refined = [], None, 0, None
     settings = {"hw": hw, "hw_preset": hw_preset, "seed": seed, "latency_weight": latency_weight,
                 "held_out_rays": held_out, "latency_budget": latency_budget, "size_budget_kib": size_budget_kib,
-                "model": model_fingerprint(model), "quantizer": QUANTIZER}
+                "model": model_fingerprint(model), "quantizer": QUANTIZER, "objective": objective}
     state_path = out / STATE
 
     def save_state() -> None:
@@ -94,7 +102,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
 
     if state_path.exists():
         st = checkpoint.load_state(state_path)
-        if st["config"] != settings:
+        if {"objective": "latency", **st["config"]} != settings:  # states from before --objective: latency
             raise ValueError(f"{out} holds a search with other settings or another checkpoint: use another --out")
         agent.load_state_dict(st["agent"])
         rows, best, episode, refined = st["rows"], st["best"], st["episode"], st.get("refined")
@@ -188,7 +196,8 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
 
     grid, dt, steps, bg = meta["occupancy"], meta["dt"], meta["max_steps"], meta["background"]
     fp32_bits = fp32_size_bits(model)
-    summary = {"hardware": hwcfg.name, "backend": hw, "episodes": len(rows), "best_episode": best["episode"]}
+    summary = {"hardware": hwcfg.name, "backend": hw, "objective": scorer.objective,
+               "latency_weight": scorer.latency_weight, "episodes": len(rows), "best_episode": best["episode"]}
     configs = {"fp32": None, "uniform8": Policy.uniform(model, 8), "uniform4": Policy.uniform(model, 4),
                "found_ddpg": ddpg or found, "found": found}
     results = {}
@@ -201,7 +210,7 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
             ev = evaluate_views(FakeQuantField(qn), grid, test_scene, dt, steps, bg, test_views)
             lat, size = scorer.latency_ms(pol), qn.size_bits()["total"]
         results[name] = {"psnr": ev["psnr"], "ssim": ev["ssim"], "latency_ms": lat, "size_kib": size / 8192,
-                         "cost": lat * size / 8 / 2**20}
+                         "cost": cost(lat, size), "cost_efficiency": cost_efficiency(lat, size)}
     qres = qat(ckpt, found, out / "qat", steps=qat_steps, test_views=test_views, progress=False)
     results["found_qat"] = {**results["found"], "psnr": qres["psnr"], "ssim": qres["ssim"]}
     summary["results"] = results
