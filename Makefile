@@ -61,6 +61,7 @@ bench: install
 	$(PY) -m bench.quant
 	$(PY) -m bench.quant_scales
 	$(PY) -m bench.search_lego
+	$(PY) -m bench.hero_vs_caq
 
 calibrate: install
 	$(PY) -m sim_py.calibrate

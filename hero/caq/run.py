@@ -2,8 +2,10 @@
 
 The schedule is CAQ's, scaled to `steps` (CAQ: 3000): PTQ calibration on training batches (grow-only
 min/max, every quantizer at 8 bits), then QAT with three Adam optimizers: weights and table at
-lr_q (1e-4 for MDL, 1e-3 for MGL), ranges at lr_q, soft bits at 1e-2, all constant for the first two
-thirds of the steps and then decayed by 0.1^min(k / (steps/3), 1). Each step has two objectives on
+lr_q (1e-4 for MDL, 1e-3 for MGL), ranges at lr_q, soft bits at 1e-2 x max(1, 3000 / steps), all
+constant for the first two thirds of the steps and then decayed by 0.1^min(k / (steps/3), 1).
+Adam moves a soft bit by about its learning rate per step, so with fewer steps than CAQ's the bits'
+rate is raised in proportion: they can travel as far as in CAQ's 3000 steps (docs/caq.md). Each step has two objectives on
 one forward pass: the soft bits follow only sqrt(abs(L - L_target)) + lambda P, everything else only
 L, CAQ's SmoothL1 (beta 1) colour loss.
 """
@@ -59,6 +61,11 @@ def lr_factor(step: int, steps: int) -> float:
     return 0.1 ** min((step - start) / max(steps - start, 1), 1.0)
 
 
+def bit_lr(steps: int) -> float:
+    """The soft bits' learning rate: CAQ's 1e-2, raised by 3000 / steps for shorter runs."""
+    return BASE_LR * max(1.0, CAQ_STEPS / steps)
+
+
 def batch(scene, rays: int, seed: int, step: int):
     """The step's training rays: a fixed function of (seed, step), so a resumed run sees the same ones."""
     return held_out_rays(scene, rays, seed=[seed, step])
@@ -80,9 +87,8 @@ def caq(ckpt: str | Path, out: str | Path, target: str = "mgl", psnr_target: flo
     train_scene, _, test_scene = checkpoint_scenes(meta)
     field = CAQField(model)
     groups = {"model": field.model_parameters(), "ranges": field.range_parameters(), "bits": field.bit_parameters()}
-    lr_q = BASE_LR * QAT_LR[target]
-    opts = {k: torch.optim.Adam(p, lr=BASE_LR if k == "bits" else lr_q, betas=(0.9, 0.99), eps=1e-15)
-            for k, p in groups.items()}
+    lrs = {"model": BASE_LR * QAT_LR[target], "ranges": BASE_LR * QAT_LR[target], "bits": bit_lr(steps)}
+    opts = {k: torch.optim.Adam(p, lr=lrs[k], betas=(0.9, 0.99), eps=1e-15) for k, p in groups.items()}
     settings = {"model": model_fingerprint(model), "target": target, "psnr_target": psnr_target, "lambda": lam,
                 "steps": steps, "rays": rays, "seed": seed, "calib_batches": calib_batches}
     state_path, step = out / STATE, 0
