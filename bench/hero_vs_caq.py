@@ -52,6 +52,18 @@ UNIFORM_BITS = (4, 5, 6, 8)
 OBJECTIVES = ("latency", "cost")
 
 
+def _qat_version() -> str:
+    """A hash of hero.qat's source: a cached score is reused only under the same fine-tuning code."""
+    import inspect
+
+    import hero.qat
+
+    return hashlib.sha1(inspect.getsource(hero.qat).encode()).hexdigest()[:12]
+
+
+QAT_VERSION = _qat_version()
+
+
 def log(msg: str, t0: float) -> None:
     print(f"[{(time.perf_counter() - t0) / 60:6.1f} min] {msg}", flush=True)
 
@@ -96,7 +108,7 @@ class SceneScoring:
 
         a = self.a
         budget = {"steps": a.qat_steps, "rays": a.qat_rays, "lr": a.qat_lr, "views": a.views}
-        out = self.out / "qat" / policy_key(policy, budget)
+        out = self.out / "qat" / policy_key(policy, {**budget, "qat": QAT_VERSION})
         done = out / "score.json"
         if done.is_file():
             return json.loads(done.read_text())
@@ -228,7 +240,7 @@ def main(argv=None) -> int:
                     help="HERO's latency weights, one search each")
     ap.add_argument("--episodes", type=int, default=30)
     ap.add_argument("--held-out-rays", type=int, default=4096)
-    ap.add_argument("--refine-passes", type=int, default=3)
+    ap.add_argument("--refine-passes", type=int, default=2)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     for flag, v, ok in (("--views", a.views, a.views >= 1), ("--qat-steps", a.qat_steps, a.qat_steps >= 0),

@@ -2,12 +2,12 @@
 
 The schedule is CAQ's, scaled to `steps` (CAQ: 3000): PTQ calibration on training batches (grow-only
 min/max, every quantizer at 8 bits), then QAT with three Adam optimizers: weights and table at
-lr_q (1e-4 for MDL, 1e-3 for MGL), ranges at lr_q, soft bits at 1e-2 x max(1, 3000 / steps), all
-constant for the first two thirds of the steps and then decayed by 0.1^min(k / (steps/3), 1).
-Adam moves a soft bit by about its learning rate per step, so with fewer steps than CAQ's the bits'
-rate is raised in proportion: they can travel as far as in CAQ's 3000 steps (docs/caq.md). Each step has two objectives on
-one forward pass: the soft bits follow only sqrt(abs(L - L_target)) + lambda P, everything else only
-L, CAQ's SmoothL1 (beta 1) colour loss.
+lr_q (1e-4 for MDL, 1e-3 for MGL), ranges at lr_q, soft bits at 1e-2, all constant for the first
+two thirds of the steps and then decayed by 0.1^min(k / (steps/3), 1). Adam moves a soft bit by
+about its learning rate per step, so with fewer steps than CAQ's the bits' rate is raised in
+proportion (at most to 0.1): they can travel as far as in CAQ's 3000 steps (docs/caq.md).
+Each step has two objectives on one forward pass: the soft bits follow only
+sqrt(abs(L - L_target)) + lambda P, everything else only L, CAQ's SmoothL1 (beta 1) colour loss.
 """
 
 from __future__ import annotations
@@ -61,9 +61,12 @@ def lr_factor(step: int, steps: int) -> float:
     return 0.1 ** min((step - start) / max(steps - start, 1), 1.0)
 
 
+MAX_BIT_LR = 0.1  # the raised rate's cap: a soft bit moves at most about 0.1 bit per step
+
+
 def bit_lr(steps: int) -> float:
-    """The soft bits' learning rate: CAQ's 1e-2, raised by 3000 / steps for shorter runs."""
-    return BASE_LR * max(1.0, CAQ_STEPS / steps)
+    """The soft bits' learning rate: CAQ's 1e-2, raised by 3000 / steps for shorter runs (at most 0.1)."""
+    return min(BASE_LR * max(1.0, CAQ_STEPS / steps), MAX_BIT_LR)
 
 
 def batch(scene, rays: int, seed: int, step: int):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from hero.quant.heldout import held_out_rays as held_out_rays  # shared with QAT; the search imports it here
 from hero.quant.heldout import rays_psnr
 from hero.quant.policy import Policy
-from hero.quant.qnerf import FakeQuantField, QuantizedNeRF, Ranges
+from hero.quant.qnerf import QUANTIZER, FakeQuantField, QuantizedNeRF, Ranges
 from sim_py.frame import FrameModel
 
 OBJECTIVES = ("latency", "cost")
@@ -47,7 +47,26 @@ class Score:
         return cost_efficiency(self.latency_ms, self.size_bits)
 
 
+_MEASURED: dict[tuple, tuple[float, int]] = {}  # (context, policy) -> (PSNR, size): shared by every Scorer
+
+
+def _context(model, rays, ranges: Ranges) -> str:
+    """What a policy's PSNR and size depend on besides the policy: model, held-out rays, calibration."""
+    import hashlib
+
+    h = hashlib.sha1(QUANTIZER.encode())
+    for t in [*model.state_dict().values(), *rays]:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(repr((ranges.encoding, sorted(ranges.inputs.items()))).encode())
+    for k in sorted(ranges.samples or {}):
+        h.update(ranges.samples[k].numpy().tobytes())
+    return h.hexdigest()
+
+
 class Scorer:
+    """Scores policies; a policy's PSNR and size are measured once per process for the same model,
+    rays and calibration (searches of one scene on several presets, objectives and weights share them)."""
+
     def __init__(self, model, meta: dict, ranges: Ranges, rays, frame: FrameModel, latency_weight: float = 3.0,
                  objective: str = "latency"):
         if objective not in OBJECTIVES:
@@ -64,6 +83,7 @@ class Scorer:
         if objective == "cost":
             self.cost8 = cost(self.latency8_ms, self.quantized(uniform8).size_bits()["total"])
         self.cache: dict[str, Score] = {}
+        self.context = _context(model, rays, ranges)
 
     def _psnr(self, field) -> float:
         return rays_psnr(field, self.grid, self.rays, self.dt, self.max_steps, self.bg)
@@ -78,9 +98,11 @@ class Scorer:
     def __call__(self, policy: Policy) -> Score:
         key = str(sorted(policy.to_dict().items()))
         if key not in self.cache:
-            qn = self.quantized(policy)
-            psnr = self._psnr(FakeQuantField(qn))
-            lat, size = self.latency_ms(policy), qn.size_bits()["total"]
+            if (self.context, key) not in _MEASURED:
+                qn = self.quantized(policy)
+                _MEASURED[(self.context, key)] = (self._psnr(FakeQuantField(qn)), qn.size_bits()["total"])
+            psnr, size = _MEASURED[(self.context, key)]
+            lat = self.latency_ms(policy)
             self.cache[key] = Score(psnr, lat, size, self.reward(psnr, lat, size))
         return self.cache[key]
 
