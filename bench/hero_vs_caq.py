@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("--procedural-ckpt", type=Path, default=PROCEDURAL_CKPT,
                     help=f"trained here if missing (cpu preset, {PROCEDURAL_STEPS} steps)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_hero_vs_caq"))
-    ap.add_argument("--views", type=int, default=5, help="test views that score every policy")
+    ap.add_argument("--views", type=int, default=3, help="test views that score every policy")
     ap.add_argument("--qat-steps", type=int, default=100, help="the common QAT budget: steps")
     ap.add_argument("--qat-rays", type=int, default=1024, help="the common QAT budget: rays per step")
     ap.add_argument("--qat-lr", type=float, default=None, help="the common QAT budget: learning rate "
@@ -233,14 +233,14 @@ def main(argv=None) -> int:
     ap.add_argument("--caq-offsets", type=float, nargs="+", default=[1.0, 2.5, 4.0],
                     help="MGL targets, dB below the float model's training PSNR")
     ap.add_argument("--caq-lambda", type=float, default=1e-3)
-    ap.add_argument("--caq-steps", type=int, default=300)
+    ap.add_argument("--caq-steps", type=int, default=200)
     ap.add_argument("--caq-rays", type=int, default=1024)
-    ap.add_argument("--caq-calib", type=int, default=20, help="CAQ's calibration batches")
+    ap.add_argument("--caq-calib", type=int, default=10, help="CAQ's calibration batches")
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0],
                     help="HERO's latency weights, one search each")
-    ap.add_argument("--episodes", type=int, default=30)
-    ap.add_argument("--held-out-rays", type=int, default=4096)
-    ap.add_argument("--refine-passes", type=int, default=2)
+    ap.add_argument("--episodes", type=int, default=24)
+    ap.add_argument("--held-out-rays", type=int, default=2048)
+    ap.add_argument("--refine-passes", type=int, default=1)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     for flag, v, ok in (("--views", a.views, a.views >= 1), ("--qat-steps", a.qat_steps, a.qat_steps >= 0),

@@ -12,8 +12,9 @@ import torch
 
 from hero import checkpoint
 from hero.caq import STATE, CAQField, Quantizer, SoftBit, caq, fake_quantize
-from hero.caq.run import bit_objective, calibrate, lr_factor, smooth_l1, train_step
+from hero.caq.run import batch, bit_objective, calibrate, lr_factor, set_bit_grads, smooth_l1, train_step
 from hero.interrupt import Interrupted
+from hero.nerf.render import render_rays
 from hero.quant.policy import load_policy
 
 TINY = {"rays": 256, "calib_batches": 2, "test_views": 1, "progress": False}
@@ -149,6 +150,23 @@ def test_bits_follow_the_bit_objective_and_the_rest_only_the_loss(tiny_ckpt):
                       strict=True):
         assert torch.equal(p1, p2)
     assert a1 != a2
+
+
+@pytest.mark.parametrize("t_loss", [1.0, 0.0])
+def test_one_backward_pass_gives_the_bit_objectives_gradient(tiny_ckpt, t_loss):
+    """set_bit_grads from L's single backward pass equals the gradient of CAQ's separate bit objective."""
+    field, meta, train = _calibrated_field(tiny_ckpt)
+    o, d, target = batch(train, 256, 0, 0)
+    torch.manual_seed(0)
+    loss = smooth_l1(render_rays(field, meta["occupancy"], o, d, meta["dt"], meta["max_steps"],
+                                 meta["background"])[0], target)
+    bits = field.bit_parameters()
+    ref = torch.autograd.grad(bit_objective(loss, t_loss, 1e-3, field.penalty()), bits, retain_graph=True)
+    loss.backward()
+    set_bit_grads(field, float(loss.detach()), t_loss, 1e-3)
+    for p, r in zip(bits, ref, strict=True):
+        assert float(p.grad) == pytest.approx(float(r), rel=1e-4, abs=1e-9)
+    assert any(float(r) != 0 for r in ref)
 
 
 def test_penalty_is_caqs_weighted_mean():

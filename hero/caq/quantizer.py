@@ -17,10 +17,10 @@ and exact elsewhere, so that for a value inside the range
 
 and for a clipped value the derivative of the clipping bound (for `weight`: (2^(B-1) - 1)/(2^B - 1)
 on R; for `other`: CAQ's -v_max/R - z/(2^B - 1) and 1 - v_max/R - z/(2^B - 1)). The bit itself is
-rounded with a straight-through gradient: d out/d soft_bit = d out/dB at the hard bit. Writing the
-forward with those straight-through terms lets autograd produce exactly these formulas
-(tests/test_caq.py checks them against finite differences of the same forward with its roundings
-frozen).
+rounded with a straight-through gradient: d out/d soft_bit = d out/dB at the hard bit. These are
+the derivatives of the forward with round(x/s) and the zero point's rounding passed straight
+through; the custom backward computes them from masks and sums (one pass over the values), and
+tests/test_caq.py checks them against finite differences of the forward with its roundings frozen.
 
 One deviation, documented in docs/caq.md: CAQ's code keeps the calibrated max of a ReLU quantizer
 beside its trained range and uses it for the backward's clipping mask; here the trained range serves
@@ -29,6 +29,8 @@ code gives 1 - max/R, which is 0 at initialisation).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -41,22 +43,71 @@ def _ste(x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     return x + (value - x).detach()
 
 
+class _FakeQuantize(torch.autograd.Function):
+    """CAQ's fake quantization with its custom backward (the formulas of this module's docstring).
+
+    The backward needs only per-element masks and sums: the gradient of a range or a bit is the sum
+    over the elements inside the range of g * (round(x/s) - x/s) times a constant, plus the sums of g
+    over the elements clipped high and low times the clipping bound's derivative."""
+
+    @staticmethod
+    def forward(ctx, x, rng, bits, vmax, kind):
+        levels = 2.0 ** bits - 1.0
+        s = rng / levels
+        v = x / s
+        r = torch.round(v)
+        if kind == "weight":
+            lo, hi, z = -(levels + 1.0) / 2.0, (levels + 1.0) / 2.0 - 1.0, torch.zeros_like(levels)
+        elif kind == "relu":
+            lo, hi, z = torch.zeros_like(levels), levels, torch.zeros_like(levels)
+        else:
+            lo, hi, z = torch.zeros_like(levels), levels, torch.round((1.0 - vmax / rng) * levels)
+        n = r + z
+        high, low = n > hi, n < lo
+        q = torch.minimum(torch.maximum(n, lo), hi)
+        ctx.save_for_backward(r - v, high, low, rng, bits, vmax, z)
+        ctx.kind = kind
+        return (q - z) * s
+
+    @staticmethod
+    def backward(ctx, g):
+        frac, high, low, rng, bits, vmax, z = ctx.saved_tensors
+        kind = ctx.kind
+        ln2, two_b = math.log(2.0), 2.0 ** bits
+        levels = two_b - 1.0
+        s = rng / levels
+        ds_db = -s * two_b * ln2 / levels
+        g_mid = g.masked_fill(high | low, 0.0)
+        mid_sum = (g_mid * frac).sum()  # sum over the range of g (round(x/s) - x/s)
+        g_high, g_low = (g * high).sum(), (g * low).sum()
+        if kind == "weight":
+            lo, hi = -two_b / 2.0, two_b / 2.0 - 1.0
+            clipped = g_high * hi + g_low * lo  # sum of g q over the clipped elements
+            d_rng = (mid_sum + clipped) / levels
+            d_bits = ds_db * (mid_sum + clipped) + s * (g_high - g_low) * two_b / 2.0 * ln2
+            d_vmax = None
+        elif kind == "relu":
+            d_rng = (mid_sum + g_high * levels) / levels
+            d_bits = ds_db * (mid_sum + g_high * levels) + s * g_high * two_b * ln2
+            d_vmax = None
+        else:
+            clipped = g_high * (levels - z) - g_low * z  # sum of g (q - z) over the clipped elements
+            g_out = g_high + g_low
+            d_rng = (mid_sum + clipped) / levels - g_out * vmax / rng
+            d_bits = (ds_db * (mid_sum + clipped) + s * g_high * two_b * ln2
+                      - s * g_out * (1.0 - vmax / rng) * two_b * ln2)
+            d_vmax = g_out
+        return g_mid, d_rng, d_bits, d_vmax, None
+
+
 def fake_quantize(x: torch.Tensor, kind: str, rng: torch.Tensor, bits: torch.Tensor,
                   vmax: torch.Tensor | None = None) -> torch.Tensor:
     """CAQ's fake quantization of x at `bits` (a hard bit width carrying a straight-through gradient)."""
-    levels = 2.0 ** bits - 1.0  # 2^B - 1
-    s = rng / levels
-    n = _ste(x / s, torch.round(x / s))
-    if kind == "weight":
-        half = (levels + 1.0) / 2.0
-        return s * torch.minimum(torch.maximum(n, -half), half - 1.0)
-    if kind == "relu":
-        return s * torch.minimum(n.clamp(min=0.0), levels)
-    if kind != "other":
+    if kind not in KINDS:
         raise ValueError(f"quantizer kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    zc = (1.0 - vmax / rng) * levels
-    z = _ste(zc, torch.round(zc))
-    return s * (torch.minimum((n + z).clamp(min=0.0), levels) - z)
+    if vmax is None:
+        vmax = torch.zeros_like(rng)
+    return _FakeQuantize.apply(x, rng, bits, vmax, kind)
 
 
 class SoftBit(nn.Module):

@@ -145,7 +145,8 @@ def caq(ckpt: str | Path, out: str | Path, target: str = "mgl", psnr_target: flo
 
 
 def train_step(field: CAQField, opts: dict, grid, scene, dt, max_steps, bg, rays, seed, step, steps, t_loss, lam):
-    """One CAQ step: the bits' gradient from sqrt(abs(L - L_target)) + lambda P, the others' from L."""
+    """One CAQ step: the bits' gradient from sqrt(abs(L - L_target)) + lambda P, the others' from L
+    (one backward pass of L serves both)."""
     o, d, target = batch(scene, rays, seed, step)
     torch.manual_seed(seed * 1_000_003 + step)  # the march's jitter
     for o_ in opts.values():
@@ -153,18 +154,31 @@ def train_step(field: CAQField, opts: dict, grid, scene, dt, max_steps, bg, rays
             g["lr"] = g.setdefault("initial_lr", g["lr"]) * lr_factor(step, steps)
     color, _ = render_rays(field, grid, o, d, dt, max_steps, bg)
     loss = smooth_l1(color, target)
-    loss_bit = bit_objective(loss, t_loss, lam, field.penalty())
-    bit_params = field.bit_parameters()
-    bit_grads = torch.autograd.grad(loss_bit, bit_params, retain_graph=True, allow_unused=True)
     for o_ in opts.values():
         o_.zero_grad(set_to_none=True)
-    loss.backward()
-    for p, g in zip(bit_params, bit_grads, strict=True):
-        p.grad = torch.zeros_like(p) if g is None else g
+    loss.backward()  # every parameter's dL; the bits' is rescaled below
+    penalty = set_bit_grads(field, float(loss.detach()), t_loss, lam)
     for o_ in opts.values():
         o_.step()
+    loss_bit = bit_objective(loss.detach(), t_loss, lam, penalty.detach())
     field.project_bits()
     return float(loss.detach()), float(loss_bit.detach())
+
+
+def set_bit_grads(field: CAQField, loss: float, t_loss: float, lam: float) -> torch.Tensor:
+    """Turn the bits' dL/db (left by L's backward pass) into the gradient of CAQ's bit objective:
+    d/db [sqrt(abs(L - L_target)) + lambda P] = sign(L - L_target) / (2 sqrt(abs(L - L_target))) dL/db
+    + lambda dP/db. CAQ runs a second backward pass of that objective; the chain rule gives the same
+    gradient from the one pass. Returns P."""
+    bit_params = field.bit_parameters()
+    penalty = field.penalty()
+    d_penalty = torch.autograd.grad(penalty, bit_params, allow_unused=True)
+    gap = loss - t_loss
+    scale = (1.0 if gap > 0 else -1.0) * 0.5 / (abs(gap) + 1e-20) ** 0.5
+    for p, gp in zip(bit_params, d_penalty, strict=True):
+        dl = torch.zeros_like(p) if p.grad is None else p.grad
+        p.grad = scale * dl + lam * (torch.zeros_like(p) if gp is None else gp)
+    return penalty
 
 
 def bit_objective(loss: torch.Tensor, t_loss: float, lam: float, penalty: torch.Tensor) -> torch.Tensor:
