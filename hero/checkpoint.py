@@ -1,32 +1,55 @@
-"""Atomic checkpoints: write a temporary file in the same folder, then os.replace it into place."""
+"""Atomic checkpoints (hero.atomic.open_write: a temporary file, then os.replace) and their loading,
+with one clear error for a file that is not one."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 
+from hero import atomic
+
+#: What python -m hero.train writes, and what checkpoint.load needs.
+TRAIN_KEYS = ("model", "occupancy", "config", "aabb", "camera", "dt", "max_steps", "background", "data")
+
+
+class CheckpointError(ValueError):
+    """A file that should be a checkpoint (or a saved run state) is not one; the message names it."""
+
 
 def save(path: str | Path, state: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic.open_write(path) as f:
+        torch.save(state, f)
 
 
 def load_state(path: str | Path, device: str = "cpu") -> dict:
-    return torch.load(Path(path), map_location=device, weights_only=False)
+    """The dict saved by `save`; CheckpointError when the file is missing, a folder, empty, truncated
+    or not a torch file."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, expected a checkpoint file (.pt)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        st = torch.load(path, map_location=device, weights_only=False)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError,
+            AttributeError, ImportError, IndexError, KeyError, TypeError) as e:
+        why = "empty file" if path.stat().st_size == 0 else f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        raise CheckpointError(f"{path}: not a checkpoint (or saved run state), or a truncated one ({why}); "
+                              "delete a broken one to start that run over") from None
+    if not isinstance(st, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (holds a {type(st).__name__}, not a dict)")
+    return st
+
+
+def check_train_state(st: dict, path: str | Path) -> dict:
+    """`st` must be a checkpoint of python -m hero.train (a search or QAT state is not)."""
+    missing = [k for k in TRAIN_KEYS if k not in st]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint of python -m hero.train (no {', '.join(map(repr, missing))})")
+    return st
 
 
 def load(path: str | Path, device: str = "cpu"):
@@ -35,13 +58,17 @@ def load(path: str | Path, device: str = "cpu"):
     from hero.nerf.model import NGPField
     from hero.nerf.occupancy import OccupancyGrid
 
-    st = load_state(path, device)
+    st = check_train_state(load_state(path, device), path)
     cfg = st["config"]
-    model = NGPField(cfg["model"], st["aabb"]).to(device)
-    model.load_state_dict(st["model"])
+    try:
+        model = NGPField(cfg["model"], st["aabb"]).to(device)
+        model.load_state_dict(st["model"])
+        grid = OccupancyGrid(st["aabb"], cfg["model"]["grid_res"]).to(device)
+        grid.load_state_dict(st["occupancy"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the model in it does not match its config "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     model.eval()
-    grid = OccupancyGrid(st["aabb"], cfg["model"]["grid_res"]).to(device)
-    grid.load_state_dict(st["occupancy"])
     meta = {k: v for k, v in st.items() if k not in ("model", "optimizer", "occupancy")}
     meta["occupancy"] = grid
     return model, meta

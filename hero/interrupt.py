@@ -8,7 +8,8 @@
                 raise Interrupted(step)
 
 The CLI catches `Interrupted`, prints where the run stopped and that rerunning the same command
-resumes, and exits with 130 (the shell's code for SIGINT). A second Ctrl-C stops at once.
+resumes (hero.cli.interrupted), and exits with 130 (the shell's code for SIGINT). A second Ctrl-C
+stops at once.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import threading
 
 
 class Interrupted(KeyboardInterrupt):
-    """Raised after the state has been saved; `step` is where a rerun resumes."""
+    """Raised after the state has been saved; `step` is where a rerun resumes (`unit`: what is counted)."""
 
-    def __init__(self, step: int, where: str = ""):
-        super().__init__(f"interrupted at step {step}" + (f"; state saved in {where}" if where else ""))
+    def __init__(self, step: int, where: str = "", unit: str = "step"):
+        super().__init__(f"interrupted at {unit} {step}" + (f"; state saved in {where}" if where else ""))
         self.step, self.where = step, where
 
 

@@ -1,12 +1,11 @@
 """Train an Instant-NGP field: `python -m hero.train --data PATH --preset cpu --out runs/NAME`.
 
-Re-running the same command resumes from out/checkpoint.pt. Test PSNR/SSIM go to out/metrics.json
-and rendered test views to out/renders/. Python API: `train(config) -> result`.
+Re-running the same command resumes from out/checkpoint.pt; Ctrl-C saves it first. Test PSNR/SSIM go
+to out/metrics.json and rendered test views to out/renders/. Python API: `train(config) -> result`.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -14,15 +13,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hero import atomic, checkpoint
+from hero import atomic, checkpoint, cli
 from hero.data import DataError, Scene, load_scene
 from hero.data.rays import pixel_rays
+from hero.data.scene import AUTO, check_downscale, choose_downscale
+from hero.interrupt import Interrupted, Interruptible
 from hero.nerf.cpu import tune_allocator
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.metrics import mse_to_psnr
 from hero.nerf.model import NGPField, sh_encode
 from hero.nerf.occupancy import OccupancyGrid
-from hero.nerf.presets import preset
+from hero.nerf.presets import MAX_SIDE, PRESETS, preset
 from hero.nerf.render import (
     camera_meta,
     march,
@@ -41,7 +42,7 @@ HARD_UNITS = ("samples", "rays")
 
 def default_config(**kw) -> dict:
     cfg = {
-        "data": "procedural", "preset": "cpu", "out": "runs/default", "downscale": 1, "device": "auto",
+        "data": "procedural", "preset": "cpu", "out": "runs/default", "downscale": AUTO, "device": "auto",
         "steps": None, "minutes": None, "eval_every": 0, "eval_views": 1, "ckpt_every": 500,
         "test_views": None, "hard_mining": False, "hard_unit": "samples", "hard_keep": 0.25, "seed": 0,
         "progress": True,
@@ -55,7 +56,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda requested but CUDA is not available")
+        raise ValueError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
     return torch.device(name)
 
 
@@ -65,6 +66,41 @@ def resolve_data(data: str | None, procedural_size: int = 100) -> Path:
 
         return procedural.build(DEFAULT_PROCEDURAL, size=procedural_size)
     return Path(data)
+
+
+def resolve_downscale(root: Path, downscale, preset_name: str) -> int:
+    """An integer factor; 'auto' picks one for the preset (MAX_SIDE) and says which in one line."""
+    if downscale != AUTO:
+        return check_downscale(downscale)
+    d, what = choose_downscale(root, MAX_SIDE[preset_name])
+    print(f"--downscale auto: {d}, images {what}: the longest side at most {MAX_SIDE[preset_name]} px for the "
+          f"{preset_name} preset (give --downscale N to choose)", flush=True)
+    return d
+
+
+def check_resume(cfg: dict, st: dict, ckpt: Path, root: Path) -> None:
+    """A checkpoint in --out resumes only the same run: the same preset, model, scene and downscale."""
+    old = st["config"]
+    for key, flag in (("preset", "--preset"), ("downscale", "--downscale")):
+        if key == "downscale" and cfg[key] == AUTO:
+            continue
+        if old.get(key) != cfg[key]:
+            raise ValueError(f"{flag} {cfg[key]}: {ckpt} was trained with {flag} {old.get(key)}; give "
+                             f"{flag} {old.get(key)} to resume it, or another --out")
+    if old.get("model") != (cfg["model"] or preset(cfg["preset"])):
+        raise ValueError(f"{ckpt} holds a model of another configuration than the {cfg['preset']} preset's; "
+                         "use another --out")
+    if not same_path(st["data"], root):
+        raise ValueError(f"--data {cfg['data']}: {ckpt} was trained on {st['data']}; give that --data to resume "
+                         "it, or another --out")
+
+
+def same_path(a, b) -> bool:
+    """Whether two paths name the same file or folder."""
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return str(a) == str(b)
 
 
 def check_hard_keep(keep: float, name: str = "hard_keep") -> None:
@@ -125,6 +161,7 @@ class Trainer:
         self.rng = np.random.default_rng(cfg["seed"])
         root = resolve_data(cfg["data"])
         self.data_path = str(root)
+        cfg["downscale"] = resolve_downscale(root, cfg["downscale"], cfg["preset"])
         self.train_scene = load_scene(root, "train", cfg["downscale"])
         self.test_scene = load_scene(root, "test", cfg["downscale"])
         try:
@@ -241,41 +278,55 @@ class Trainer:
         return self.step >= self.total_steps
 
 
-def train(config: dict) -> dict:
-    """Train (resuming from out/checkpoint.pt if present), evaluate on the test views, return metrics."""
+def train(config: dict, on_step=None) -> dict:
+    """Train (resuming from out/checkpoint.pt if present), evaluate on the test views, return metrics.
+    Ctrl-C saves the checkpoint and raises hero.interrupt.Interrupted. `on_step(step)` is called after
+    every step (tests use it)."""
     cfg = default_config(**config)
     out = Path(cfg["out"])
-    out.mkdir(parents=True, exist_ok=True)
+    atomic.check_folder(out)
     ckpt = out / "checkpoint.pt"
+    cfg["model"] = cfg["model"] or preset(cfg["preset"])
+    resumed = checkpoint.check_train_state(checkpoint.load_state(ckpt), ckpt) if ckpt.exists() else None
+    if resumed is not None:
+        check_resume(cfg, resumed, ckpt, resolve_data(cfg["data"]))
+        cfg["downscale"] = resumed["config"]["downscale"]
     tr = Trainer(cfg)
-    if ckpt.is_file():
-        tr.restore(checkpoint.load_state(ckpt, str(tr.device)))
+    if resumed is not None:
+        tr.restore(resumed)
     from tqdm import tqdm
 
     bar = tqdm(total=None if cfg["minutes"] and not cfg["steps"] else tr.total_steps, initial=tr.step,
                disable=not cfg["progress"], desc="train", unit="step", dynamic_ncols=True)
     last_curve = tr.train_seconds
     ema_loss = None
-    while not tr.done():
-        t0 = time.perf_counter()
-        loss, samples = tr.train_step()
-        if tr.device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        tr.train_seconds += dt
-        ema_loss = loss if ema_loss is None else 0.9 * ema_loss + 0.1 * loss
-        bar.update(1)
-        bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{mse_to_psnr(ema_loss):.2f}",
-                        samples_s=f"{samples / max(dt, 1e-9):.3g}", rays=tr.rays)
-        if cfg["curve_every_s"] and tr.train_seconds - last_curve >= cfg["curve_every_s"]:
-            last_curve = tr.train_seconds
-            ev = tr.evaluate(tr.test_scene, cfg["eval_views"])
-            tr.curve.append((tr.train_seconds, tr.step, ev["psnr"]))
-        if cfg["eval_every"] and tr.step % cfg["eval_every"] == 0:
-            ev = tr.evaluate(tr.val_scene, cfg["eval_views"])
-            bar.write(f"step {tr.step}: val PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f}")
-        if cfg["ckpt_every"] and tr.step % cfg["ckpt_every"] == 0:
-            checkpoint.save(ckpt, tr.state())
+    with Interruptible() as stop:
+        while not tr.done():
+            t0 = time.perf_counter()
+            loss, samples = tr.train_step()
+            if tr.device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            tr.train_seconds += dt
+            ema_loss = loss if ema_loss is None else 0.9 * ema_loss + 0.1 * loss
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{mse_to_psnr(ema_loss):.2f}",
+                            samples_s=f"{samples / max(dt, 1e-9):.3g}", rays=tr.rays)
+            if cfg["curve_every_s"] and tr.train_seconds - last_curve >= cfg["curve_every_s"]:
+                last_curve = tr.train_seconds
+                ev = tr.evaluate(tr.test_scene, cfg["eval_views"])
+                tr.curve.append((tr.train_seconds, tr.step, ev["psnr"]))
+            if cfg["eval_every"] and tr.step % cfg["eval_every"] == 0:
+                ev = tr.evaluate(tr.val_scene, cfg["eval_views"])
+                bar.write(f"step {tr.step}: val PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.4f}")
+            if on_step is not None:
+                on_step(tr.step)
+            if stop.requested and not tr.done():
+                checkpoint.save(ckpt, tr.state())
+                bar.close()
+                raise Interrupted(tr.step, str(ckpt))
+            if cfg["ckpt_every"] and tr.step % cfg["ckpt_every"] == 0:
+                checkpoint.save(ckpt, tr.state())
     bar.close()
     checkpoint.save(ckpt, tr.state())
     ev = tr.evaluate(tr.test_scene, cfg["test_views"], out / "renders" if cfg["save_renders"] else None)
@@ -288,25 +339,30 @@ def train(config: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hero.train", description=__doc__.splitlines()[0])
+    ap = cli.ArgumentParser(prog="python -m hero.train", description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="procedural",
                     help="scene folder or transforms.json, or 'procedural' (default: the built-in scene)")
-    ap.add_argument("--preset", default="cpu", choices=["cpu", "paper", "tiny"])
+    ap.add_argument("--preset", default="cpu", choices=list(PRESETS))
     ap.add_argument("--out", default="runs/default")
-    ap.add_argument("--downscale", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
-    ap.add_argument("--minutes", type=float, default=None, help="training time budget (excludes evaluation)")
+    ap.add_argument("--downscale", type=cli.downscale, default=AUTO,
+                    help="load images at 1/N resolution; auto (default): the longest side at most "
+                         + ", ".join(f"{v} px for {k}" for k, v in MAX_SIDE.items()))
+    ap.add_argument("--steps", type=cli.number(int, lo=1), default=None, help="training steps (default: the preset's)")
+    ap.add_argument("--minutes", type=cli.number(float, lo=0, lo_open=True), default=None,
+                    help="training time budget (excludes evaluation)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--eval-every", type=int, default=500, help="steps between validation renders (0: off)")
-    ap.add_argument("--ckpt-every", type=int, default=500)
-    ap.add_argument("--test-views", type=int, default=None, help="evaluate the first N test views (default all)")
+    ap.add_argument("--eval-every", type=cli.number(int, lo=0), default=500,
+                    help="steps between validation renders (0: off)")
+    ap.add_argument("--ckpt-every", type=cli.number(int, lo=0), default=500, help="steps between checkpoints (0: off)")
+    ap.add_argument("--test-views", type=cli.number(int, lo=1), default=None,
+                    help="evaluate the first N test views (default all)")
     ap.add_argument("--hard-mining", action="store_true",
                     help="hard-sample mining: backward only on the hardest samples (or rays) of a batch")
     ap.add_argument("--hard-unit", choices=HARD_UNITS, default="samples",
                     help="hard mining selects samples (Korhonen et al., default) or whole rays")
     ap.add_argument("--hard-keep", type=float, default=0.25,
                     help="hard mining: share of the batch's samples that get a backward, in (0, 1]")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=cli.number(int, lo=0), default=0)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     try:
@@ -319,9 +375,10 @@ def main(argv=None) -> int:
                          hard_keep=a.hard_keep, seed=a.seed, progress=not a.no_progress)
     try:
         res = train(cfg)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as exc:  # hero.interrupt.Interrupted: the checkpoint is saved
+        return cli.interrupted(exc)
+    except ValueError as exc:  # DataError, CheckpointError, OutputError and bad settings
+        return cli.refuse(str(exc))
     print(f"test PSNR {res['psnr']:.2f} dB  SSIM {res['ssim']:.4f}  ({res['test_views']} views, {res['steps']} steps, "
           f"{res['train_seconds'] / 60:.1f} min) -> {Path(a.out) / 'metrics.json'}")
     return 0

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hero import atomic
+
 from .gen import mlp_engine, write_verilog
 
 DEVICES = ("25k", "45k", "85k")
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
     except (RuntimeError, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    (a.out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    atomic.write_json(a.out / f"{name}.json", result)
     print(f"{name} on {result['device']}: Fmax {result['fmax_mhz']:.1f} MHz; placed "
           + ", ".join(f"{k} {v}/{result['available'][k]}" for k, v in result["placed"].items()))
     print(f"wrote {a.out / (name + '.json')}")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from hero import atomic
+from hero import atomic, cli
 from hero.intarith import ACC_BITS, MAX_WBITS
 
 from .heu import HEU
@@ -56,8 +56,8 @@ def verilator_lint(path: Path, top: str) -> subprocess.CompletedProcess:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rtl.gen", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.ArgumentParser(prog="python -m rtl.gen", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="block", required=True, metavar="BLOCK")
     m = sub.add_parser("mlp-engine", help="bit-serial PE array with control and requantizers")
     m.add_argument("--rows", type=int, default=8, help="PE rows R (samples per tile), default 8")
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--name must be a Verilog identifier, got {name!r}")
     try:
         path = write_verilog(component, name, args.out)
+    except atomic.OutputError as e:
+        parser.error(f"-o {args.out}: cannot write there ({e})")
     except OSError as e:
         parser.error(f"-o {args.out}: cannot write there ({e.strerror})")
     print(f"wrote {path}")

@@ -93,10 +93,16 @@ def load_hardware(name_or_path: str | Path) -> HardwareConfig:
         if not path.exists():
             raise HardwareError(f"hardware '{name_or_path}': no such file or preset "
                                 f"(presets: {', '.join(preset_names())})")
+    if path.is_dir():
+        raise HardwareError(f"{path}: is a folder, expected a TOML file or a preset name")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HardwareError(f"{path}: no such file") from None
+    except OSError as e:
+        raise HardwareError(f"{path}: cannot be read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise HardwareError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as e:
         raise HardwareError(f"{path}: not valid TOML ({e})") from None
     return hardware_from_dict(raw, str(path))

@@ -4,16 +4,17 @@
         [--backend rtl_calibrated] [--policies uniform8,uniform4] [--view 0]
 
 Writes breakdown.json (cycles and milliseconds per part, per policy) and breakdown.png.
-A policy here is `uniformN`: every table level and every layer's weights at N bits.
+A policy here is `uniformN`: every table level and every layer's weights at N bits. The frame is
+the checkpoint's own test view, at the checkpoint's own downscale (no --downscale here).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from hero import atomic
+from hero import atomic, cli
+from hero.intarith import MIN_WBITS
 
 from .backends import BACKENDS, get_backend
 from .frame import Breakdown, FrameModel
@@ -81,13 +82,13 @@ def plot(results: dict[str, Breakdown], title: str, path: Path) -> None:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xlim(0, max(sum(getattr(b, p) for p in PARTS) / (b.clock_mhz * 1e3) for b in results.values()) * 1.6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic.save_figure(path, fig, dpi=120)
     plt.close(fig)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim_py.report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(prog="python -m sim_py.report", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, required=True, help="a checkpoint from python -m hero.train")
     ap.add_argument("--hw", default="fpga_ecp5", help="hardware preset name or TOML file")
     ap.add_argument("--backend", default="rtl_calibrated", choices=BACKENDS)
@@ -98,15 +99,19 @@ def main(argv=None) -> int:
     try:
         policies = {p: parse_uniform(p) for p in a.policies.split(",")}
         hw = load_hardware(a.hw)
+        for name, b in policies.items():
+            if not MIN_WBITS <= b <= hw.max_wbits:
+                raise ValueError(f"--policies {name}: {hw.name} takes {MIN_WBITS}..{hw.max_wbits} bits")
+        if a.view < 0:
+            raise ValueError(f"--view {a.view}: a test view index is >= 0")
         if not a.ckpt.is_file():
             raise ValueError(f"--ckpt {a.ckpt}: no such file")
+        atomic.check_folder(a.out)
         wl = frame_workload_from_checkpoint(a.ckpt, a.view)
         fm = FrameModel(wl, hw, get_backend(a.backend))
         results = {name: fm.query([b] * len(wl.levels), [b] * len(wl.layers)) for name, b in policies.items()}
     except (ValueError, HardwareError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    a.out.mkdir(parents=True, exist_ok=True)
+        return cli.refuse(str(e))
     title = f"{wl.name}, {wl.height}x{wl.width}, {wl.n_samples} samples; {hw.name} @ {hw.clock_mhz:g} MHz"
     atomic.write_json(a.out / "breakdown.json", {"workload": wl.name, "hardware": hw.name, "backend": a.backend,
                                                  "samples": wl.n_samples,

@@ -105,20 +105,16 @@ def workload_from_frame(model, grid, c2w, meta: dict, dt: float, max_steps: int,
 def save(workload: Workload, path) -> None:
     """The per-scene preparation, kept for later queries (npz, written atomically)."""
     import json
-    import os
-    import tempfile
     from dataclasses import asdict
-    from pathlib import Path
 
-    path = Path(path)
+    from hero import atomic
+
     meta = {"name": workload.name, "height": workload.height, "width": workload.width,
             "n_samples": workload.n_samples, "log2t": workload.log2t,
             "levels": [asdict(x) for x in workload.levels], "layers": [asdict(x) for x in workload.layers]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
+    with atomic.open_write(path) as f:
         np.savez_compressed(f, meta=json.dumps(meta), trace_pos=workload.trace_pos,
                             trace_counted=workload.trace_counted, samples_per_ray=workload.samples_per_ray)
-    os.replace(f.name, path)
 
 
 def load(path) -> Workload:

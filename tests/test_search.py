@@ -2,8 +2,11 @@
 
 import csv
 import json
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -145,6 +148,29 @@ def test_search_cli_errors(tmp_path, args, message):
                          capture_output=True, text=True)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
     assert sum("error" in line for line in res.stderr.splitlines()) == 1  # one line says what is wrong
+
+
+def test_ctrl_c_in_the_episode_loop_saves_and_the_rerun_resumes(tiny_ckpt, tmp_path):
+    """A real SIGINT to python -m hero.search: it finishes the episode, saves, exits 130 with one line."""
+    state = tmp_path / STATE
+    proc = subprocess.Popen([sys.executable, "-m", "hero.search", "--ckpt", tiny_ckpt, "--out", str(tmp_path),
+                             "--episodes", "500", "--held-out-rays", "256", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    done = int(re.search(r"interrupted at episode (\d+); state saved in .*search_state\.pt; rerun the same "
+                         r"command to resume", lines[0]).group(1))
+    assert 1 <= done < 500 and checkpoint.load_state(state)["episode"] == done
+    before = list(csv.DictReader((tmp_path / "episodes.csv").open()))
+    assert len(before) == done
+    search(tiny_ckpt, tmp_path, **{**ARGS, "episodes": done + 1})
+    after = list(csv.DictReader((tmp_path / "episodes.csv").open()))
+    assert len(after) == done + 1 and after[:done] == before
 
 
 def test_refine_climbs_in_one_bit_steps_within_the_budget():

@@ -1,14 +1,21 @@
 """Training on the procedural scene with the tiny preset: learning, checkpoints, resume, CLI, hard mining."""
 
 import json
+import os
+import re
+import signal
+import stat
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
+from PIL import Image
 
-from hero import checkpoint
+from hero import atomic, checkpoint
 from hero.data import procedural
+from hero.interrupt import Interrupted
 from hero.nerf.model import sh_encode
 from hero.nerf.render import march, render_samples
 from hero.train import Trainer, default_config, hard_sample_backward, train
@@ -110,3 +117,67 @@ def test_cli_trains_and_writes_metrics(scene_dir, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert "samples_s" in r.stderr and "psnr" in r.stderr  # progress bar
     assert json.loads((out / "metrics.json").read_text())["steps"] == 12
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_results_get_the_umasks_permissions(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        atomic.write_json(tmp_path / "r" / "metrics.json", {"psnr": 1.0})
+        checkpoint.save(tmp_path / "r" / "checkpoint.pt", {"x": torch.ones(2)})
+        atomic.save_image(tmp_path / "r" / "a.png", Image.new("RGB", (2, 2)))
+    finally:
+        os.umask(old)
+    for name in ("metrics.json", "checkpoint.pt", "a.png"):
+        assert stat.S_IMODE((tmp_path / "r" / name).stat().st_mode) == mode, name
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["a.png", "checkpoint.pt", "metrics.json"]
+
+
+def test_auto_downscale_is_recorded_and_a_resume_must_match(tmp_path, capsys):
+    scene = procedural.build(tmp_path / "big", size=256, n_train=2, n_val=1, n_test=1)
+    out = tmp_path / "run"
+    train(cfg(scene, out, steps=2, test_views=1, save_renders=False))  # tiny: the longest side at most 128
+    assert "--downscale auto: 2, images 128x128 (256x256 / 2)" in capsys.readouterr().out
+    _, meta = checkpoint.load(out / "checkpoint.pt")
+    assert meta["config"]["downscale"] == 2 and meta["camera"]["width"] == 128
+    with pytest.raises(ValueError, match=r"--downscale 4: .* was trained with --downscale 2"):
+        train(cfg(scene, out, steps=3, downscale=4))
+    with pytest.raises(ValueError, match=r"--preset cpu: .* was trained with --preset tiny"):
+        train(cfg(scene, out, steps=3, preset="cpu"))
+    with pytest.raises(ValueError, match=r"--data .*: .* was trained on .*big"):
+        train(cfg(procedural.build(tmp_path / "other", size=16, n_train=2, n_val=1, n_test=1), out, steps=3))
+    assert train(cfg(scene, out, steps=3, downscale=2, test_views=1, save_renders=False))["steps"] == 3
+
+
+def test_ctrl_c_saves_the_step_it_stopped_at_and_the_rerun_resumes(scene_dir, tmp_path):
+    def ctrl_c(step):
+        if step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    run = cfg(scene_dir, tmp_path, steps=12, ckpt_every=1000, test_views=1)  # no periodic checkpoint
+    with pytest.raises(Interrupted, match=r"interrupted at step 7; state saved in .*checkpoint\.pt"):
+        train(run, on_step=ctrl_c)
+    assert checkpoint.load_state(tmp_path / "checkpoint.pt")["step"] == 7
+    assert not (tmp_path / "metrics.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+    steps = []
+    assert train(run, on_step=steps.append)["steps"] == 12
+    assert steps == [8, 9, 10, 11, 12]
+
+
+def test_cli_ctrl_c_exits_130_with_one_line(scene_dir, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "hero.train", "--data", str(scene_dir), "--preset", "tiny",
+                             "--device", "cpu", "--steps", "100000", "--ckpt-every", "1", "--no-progress", "--out",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130, err[-2000:]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    step = int(re.search(r"interrupted at step (\d+); state saved in .*checkpoint\.pt; rerun the same command to "
+                         r"resume", lines[0]).group(1))
+    assert step >= 1 and checkpoint.load_state(ckpt)["step"] == step

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hero.data.errors import DataError
-from hero.data.scene import Scene, check_same_size, image_size, read_image
+from hero.data.scene import Scene, check_same_size, image_size, scaled_size, stack_images
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 TEST_EVERY = 8  # LLFF convention: every 8th image is held out
@@ -38,33 +38,70 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix in IMAGE_EXTS)
 
 
-def load_llff(root: str | Path, split: str = "train", downscale: int = 1) -> Scene:
-    """Load an LLFF scene; downscale N prefers images_N/ and otherwise resizes images/."""
-    root = Path(root)
+def read_poses(root: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """(poses_bounds.npy path, poses [N, 3, 5] (3x4 pose, then h, w, focal), bounds [N, 2]), checked."""
     ppath = root / "poses_bounds.npy"
     if not ppath.is_file():
         raise DataError(ppath, "file is missing")
     try:
         arr = np.load(ppath)
-    except (OSError, ValueError) as exc:
+    except ValueError:
+        raise DataError(ppath, "not a binary .npy file (np.save writes one; this is text or a pickle)") from None
+    except (OSError, EOFError) as exc:
         raise DataError(ppath, f"unreadable .npy ({exc})") from None
-    if arr.ndim != 2 or arr.shape[1] != 17:
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(ppath, f"holds {arr.dtype} values, expected numbers")
+    if arr.ndim != 2 or arr.shape[1] != 17 or len(arr) == 0:
         raise DataError(ppath, f"pose matrix has shape {list(arr.shape)}, expected [N, 17] (3x5 pose + 2 bounds)")
+    if not np.all(np.isfinite(arr)):
+        raise DataError(ppath, "has non-finite entries (NaN or inf)")
     poses = arr[:, :15].reshape(-1, 3, 5).astype(np.float64)
     bounds = arr[:, 15:].astype(np.float64)
-    d = max(1, downscale)
-    folder = root / f"images_{d}" if d > 1 and (root / f"images_{d}").is_dir() else root / "images"
+    if np.any(bounds <= 0):
+        raise DataError(ppath, "has a near/far bound <= 0 (the last two columns must be positive depths)")
+    if np.any(poses[:, :, 4] <= 0):
+        raise DataError(ppath, "has an image height, width or focal length <= 0 (the pose's 5th column)")
+    return ppath, poses, bounds
+
+
+def prebuilt(root: Path) -> dict[int, Path]:
+    """LLFF's smaller copies of images/: {N: images_N/} for every images_N/ that holds images."""
+    out = {}
+    for p in root.glob("images_*"):
+        n = p.name[len("images_"):]
+        if p.is_dir() and n.isdigit() and int(n) > 1 and image_files(p):
+            out[int(n)] = p
+    return out
+
+
+def sizes(root: str | Path) -> dict[int, tuple[int, int]]:
+    """{1: the full size (images/, or the poses' h and w without it), N: size of images_N/}."""
+    root = Path(root)
+    _, poses, _ = read_poses(root)
+    full = root / "images"
+    out = {1: image_size(image_files(full)[0]) if full.is_dir() and image_files(full)
+           else (int(poses[0, 1, 4]), int(poses[0, 0, 4]))}
+    out.update({n: image_size(image_files(p)[0]) for n, p in prebuilt(root).items()})
+    return out
+
+
+def load(root: str | Path, split: str = "train", downscale: int = 1) -> Scene:
+    """Load an LLFF scene; downscale N prefers images_N/ and otherwise resizes images/."""
+    root = Path(root)
+    ppath, poses, bounds = read_poses(root)
+    d = downscale
+    folder = prebuilt(root).get(d, root / "images")
     if not folder.is_dir():
         raise DataError(folder, "image folder is missing")
     files = image_files(folder)
     if len(files) != len(poses):
         raise DataError(folder, f"has {len(files)} images but {ppath.name} has {len(poses)} poses")
-    sizes = [image_size(f) for f in files]
-    check_same_size(sizes, files)
+    sizes_ = [image_size(f) for f in files]
+    check_same_size(sizes_, files)
     h_full, w_full, focal_full = poses[0, :, 4]
-    w, h = sizes[0]
+    w, h = sizes_[0]
     if folder.name == "images" and d > 1:
-        w, h = w // d, h // d
+        w, h = scaled_size((w, h), d, files[0])
     focal = focal_full * w / w_full
     # LLFF stores [down, right, back]; convert to [right, up, back].
     poses = np.concatenate([poses[:, :, 1:2], -poses[:, :, 0:1], poses[:, :, 2:4]], 2)
@@ -74,7 +111,7 @@ def load_llff(root: str | Path, split: str = "train", downscale: int = 1) -> Sce
     idx = list(range(len(files)))
     test = idx[::TEST_EVERY]
     idx = test if split in ("val", "test") else [i for i in idx if i not in set(test)] or idx
-    imgs = np.stack([read_image(files[i], (w, h), False) for i in idx])
+    imgs, _ = stack_images([files[i] for i in idx], (w, h), False)
     aabb = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], np.float32)  # the NDC box
     return Scene(imgs, poses[idx].astype(np.float32), float(focal), float(focal), w / 2.0, h / 2.0, aabb,
                  white_background=False, ndc=True, near=0.0, far=1.0, name=root.name,

@@ -131,16 +131,15 @@ def build(out: str | Path, size: int = 100, n_train: int = 60, n_val: int = 8, n
     sp = out / "scene.json"
     if sp.is_file() and json.loads(sp.read_text()) == stamp and (out / "transforms_test.json").is_file():
         return out
+    from hero import atomic
+
     for split, n, seed in (("train", n_train, 1), ("val", n_val, 2), ("test", n_test, 3)):
-        (out / split).mkdir(parents=True, exist_ok=True)
         frames = []
         for k, pose in enumerate(camera_poses(n, seed)):
             rgba = render_view(pose, size)
-            Image.fromarray(np.clip(rgba * 255 + 0.5, 0, 255).astype(np.uint8), "RGBA").save(
-                out / split / f"r_{k}.png")
+            atomic.save_image(out / split / f"r_{k}.png",
+                              Image.fromarray(np.clip(rgba * 255 + 0.5, 0, 255).astype(np.uint8), "RGBA"))
             frames.append({"file_path": f"./{split}/r_{k}", "transform_matrix": pose.tolist()})
-        tmp = out / f"transforms_{split}.json.tmp"
-        tmp.write_text(json.dumps({"camera_angle_x": CAMERA_ANGLE_X, "frames": frames}, indent=1))
-        tmp.replace(out / f"transforms_{split}.json")
-    sp.write_text(json.dumps(stamp))
+        atomic.write_json(out / f"transforms_{split}.json", {"camera_angle_x": CAMERA_ANGLE_X, "frames": frames})
+    atomic.write(sp, json.dumps(stamp))  # last: a build cut short is redone
     return out

@@ -1,7 +1,9 @@
-"""The scene container every loader returns, and format detection."""
+"""The scene container every loader returns, format detection, the downscale factor, checked JSON fields."""
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,13 +51,9 @@ class Scene:
                      None if self.alpha is None else self.alpha[idx])
 
 
-def read_image(path: Path, size: tuple[int, int] | None, white_background: bool) -> np.ndarray:
-    """Read an image as uint8 RGB [H, W, 3], composite RGBA over white, resize to size=(W, H)."""
-    return read_rgba(path, size, white_background)[0]
-
-
 def read_rgba(path: Path, size: tuple[int, int] | None, white_background: bool):
-    """(uint8 RGB [H, W, 3] composited over the background, uint8 alpha [H, W] or None)."""
+    """(uint8 RGB [H, W, 3] composited over the background (white or black), uint8 alpha [H, W] or None),
+    resized to size=(W, H) with a box filter."""
     if not path.is_file():
         raise DataError(path, "image file is missing")
     try:
@@ -68,14 +66,13 @@ def read_rgba(path: Path, size: tuple[int, int] | None, white_background: bool):
             elif im.mode != "RGB":
                 im = im.convert("RGB")
             arr = np.asarray(im)
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise DataError(path, f"unreadable image ({exc})") from None
-    if arr.shape[-1] == 4:
-        rgb = arr[..., :3].astype(np.float32) / 255.0
-        alpha = arr[..., 3:].astype(np.float32) / 255.0
-        bg = 1.0 if white_background else 0.0
-        rgb = rgb * alpha + bg * (1.0 - alpha)
-        return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8), arr[..., 3].copy()
+    if arr.shape[-1] == 4:  # over the background in integers: (c*a + bg*(255 - a)) / 255, rounded; fits uint16
+        alpha = arr[..., 3:].astype(np.uint16)
+        bg = 255 if white_background else 0
+        rgb = (arr[..., :3] * alpha + np.uint16(bg) * (255 - alpha) + 127) // 255
+        return rgb.astype(np.uint8), arr[..., 3].copy()
     return arr, None
 
 
@@ -104,11 +101,20 @@ def pose_matrix(value, path: Path, what: str) -> np.ndarray:
 
 
 def stack_images(files: list[Path], size: tuple[int, int], white_background: bool):
-    """Images [N, H, W, 3] and alpha [N, H, W] (None unless every image has an alpha channel)."""
-    pairs = [read_rgba(f, size, white_background) for f in files]
-    imgs = np.stack([p[0] for p in pairs])
-    alpha = np.stack([p[1] for p in pairs]) if all(p[1] is not None for p in pairs) else None
-    return imgs, alpha
+    """Images [N, H, W, 3] uint8 and alpha [N, H, W] uint8 (None unless every image has an alpha channel),
+    filled in place: the peak memory is the scene's uint8 size plus one image."""
+    w, h = size
+    imgs = np.empty((len(files), h, w, 3), np.uint8)
+    alpha = np.empty((len(files), h, w), np.uint8)
+    opaque = False
+    for i, f in enumerate(files):
+        rgb, a = read_rgba(f, size, white_background)
+        imgs[i] = rgb
+        if a is None:
+            opaque = True
+        else:
+            alpha[i] = a
+    return imgs, None if opaque else alpha
 
 
 def check_same_size(sizes: list[tuple[int, int]], files: list[Path]) -> None:
@@ -118,19 +124,74 @@ def check_same_size(sizes: list[tuple[int, int]], files: list[Path]) -> None:
                             " (images of one scene must have the same size)")
 
 
-def load_scene(path: str | Path, split: str = "train", downscale: int = 1) -> Scene:
-    """Load a split from a folder in any supported format (detected from its files)."""
+def json_number(d: dict, key: str, path: Path, where: str = "", default=None, positive: bool = False) -> float:
+    """d[key] as a finite float (bool is not a number); `default` if absent and a default is given."""
+    if key not in d:
+        if default is None:
+            raise DataError(path, f"{where}missing {key!r}")
+        return float(default)
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or (positive and v <= 0):
+        need = "a positive number" if positive else "a finite number"
+        raise DataError(path, f"{where}{key!r} is {json.dumps(v)[:60]}, expected {need}")
+    return float(v)
+
+
+AUTO = "auto"  # the downscale that picks the factor from the image size (choose_downscale)
+
+
+def check_downscale(downscale) -> int:
+    """A downscale factor must be an integer >= 1 ('auto' is resolved by choose_downscale first)."""
+    if isinstance(downscale, bool) or not isinstance(downscale, int | np.integer) or downscale < 1:
+        raise ValueError(f"--downscale {downscale}: expected an integer >= 1 or {AUTO!r}")
+    return int(downscale)
+
+
+def scaled_size(size: tuple[int, int], downscale: int, path: Path) -> tuple[int, int]:
+    """(W, H) // downscale; a DataError naming the flag when nothing would be left."""
+    w, h = size[0] // downscale, size[1] // downscale
+    if w < 1 or h < 1:
+        raise DataError(path, f"--downscale {downscale} is too large for its {size[0]}x{size[1]} images "
+                              f"(at most {min(size)})")
+    return w, h
+
+
+def detect(path: str | Path):
+    """(format module, the path it loads): the format is recognised from the folder's files."""
     from hero.data import blender, llff, ngp
 
     p = Path(path)
     if not p.exists():
         raise DataError(p, "scene path does not exist")
-    if p.is_file() and p.suffix == ".json":
-        return ngp.load_ngp(p, split, downscale)
+    if p.is_file():
+        if p.suffix == ".json":
+            return ngp, p
+        raise DataError(p, "is a file; expected a scene folder (Blender, LLFF or instant-ngp) or a transforms.json")
     if (p / "transforms_train.json").is_file():
-        return blender.load_blender(p, split, downscale)
+        return blender, p
     if (p / "poses_bounds.npy").is_file():
-        return llff.load_llff(p, split, downscale)
+        return llff, p
     if (p / "transforms.json").is_file():
-        return ngp.load_ngp(p / "transforms.json", split, downscale)
+        return ngp, p / "transforms.json"
     raise DataError(p, "no scene found (expected transforms_train.json, poses_bounds.npy or transforms.json)")
+
+
+def load_scene(path: str | Path, split: str = "train", downscale: int = 1) -> Scene:
+    """Load a split from a folder in any supported format (detected from its files)."""
+    fmt, p = detect(path)
+    return fmt.load(p, split, check_downscale(downscale))
+
+
+def choose_downscale(path: str | Path, max_side: int) -> tuple[int, str]:
+    """The smallest factor, a power of two or one of LLFF's prebuilt images_N/, that brings the longest
+    image side to at most `max_side` pixels; and a phrase saying what it gives."""
+    fmt, p = detect(path)
+    sizes = fmt.sizes(p)  # {factor: (W, H)}: 1 is the full size, others are prebuilt folders
+    full = sizes[1]
+    candidates = sorted(set(sizes) | {2 ** k for k in range(int(math.log2(max(full))) + 1)})
+    for d in candidates:
+        w, h = sizes.get(d, (full[0] // d, full[1] // d))
+        if max(w, h) <= max_side or d == candidates[-1]:
+            source = "full size" if d == 1 else f"images_{d}/" if d in sizes else f"{full[0]}x{full[1]} / {d}"
+            return d, f"{w}x{h} ({source})"
+    raise AssertionError("unreachable: the last candidate is always taken")

@@ -26,7 +26,9 @@ def evaluate_views(field, grid, scene, dt: float, max_steps: int, background: fl
         if out_dir is not None:
             from PIL import Image
 
-            out_dir.mkdir(parents=True, exist_ok=True)
-            Image.fromarray((img.numpy() * 255 + 0.5).astype(np.uint8)).save(out_dir / f"test_{i:03d}.png")
+            from hero import atomic
+
+            png = Image.fromarray((img.numpy() * 255 + 0.5).astype(np.uint8))
+            atomic.save_image(Path(out_dir) / f"test_{i:03d}.png", png)
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "views": n, "psnr_per_view": ps,
             "ssim_per_view": ss}

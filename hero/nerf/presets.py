@@ -31,6 +31,12 @@ PRESETS: dict[str, dict] = {
 }
 
 
+#: --downscale auto: the longest image side each preset trains on at most (docs/nerf.md). cpu: the 200-400 px
+#: views its N_max is matched to, with room for LLFF's 504x378 images_8/; paper: Instant-NGP's 800 px lego
+#: and LLFF's 1008x756 images_4/; tiny: tests.
+MAX_SIDE: dict[str, int] = {"paper": 1600, "cpu": 512, "tiny": 128}
+
+
 def preset(name: str, **overrides) -> dict:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")

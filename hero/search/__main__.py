@@ -1,24 +1,30 @@
 """python -m hero.search --hw rtl_calibrated: mixed-precision policy search for a trained NeRF.
 
 With no --ckpt, a cpu-preset NeRF of --data (default: the project's procedural scene) is trained
-first into <out>/nerf. Re-running the same command resumes: finished episodes are kept.
+first into <out>/nerf, at --downscale (auto: hero.train's rule). Re-running the same command resumes:
+finished episodes are kept; Ctrl-C saves them first.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import math
 from pathlib import Path
 
+from hero import cli
+from hero.data.scene import AUTO
 from hero.search.score import OBJECTIVES
 from sim_py.backends import BACKENDS
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m hero.search", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(prog="python -m hero.search", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="procedural", help="scene folder, or 'procedural' (default)")
     ap.add_argument("--ckpt", type=Path, default=None, help="a trained checkpoint (default: train one)")
+    ap.add_argument("--downscale", type=cli.downscale, default=AUTO,
+                    help="images at 1/N resolution when training from --data (auto: the longest side at most the "
+                         "cpu preset's size); with --ckpt the checkpoint's own factor is used")
     ap.add_argument("--hw", choices=BACKENDS, default="rtl_calibrated", help="cycle-model backend")
     ap.add_argument("--hw-preset", default="fpga_ecp5", help="hardware preset name or TOML file (fpga_ecp5)")
     ap.add_argument("--episodes", type=int, default=60)
@@ -48,23 +54,30 @@ def main(argv=None) -> int:
     for flag, value, ok in (("--episodes", a.episodes, a.episodes >= 1), ("--seed", a.seed, a.seed >= 0),
                             ("--latency-budget", a.latency_budget, a.latency_budget is None or a.latency_budget > 0),
                             ("--size-budget", a.size_budget, a.size_budget is None or a.size_budget > 0),
-                            ("--train-minutes", a.train_minutes, a.train_minutes > 0),
+                            ("--train-minutes", a.train_minutes, 0 < a.train_minutes < math.inf),
+                            ("--latency-weight", a.latency_weight, 0 <= a.latency_weight < math.inf),
                             ("--qat-steps", a.qat_steps, a.qat_steps >= 0),
                             ("--refine-passes", a.refine_passes, a.refine_passes >= 0),
                             ("--held-out-rays", a.held_out_rays, a.held_out_rays >= 64),
                             ("--test-views", a.test_views, a.test_views >= 1)):
         if not ok:
             ap.error(f"{flag} {value}: out of range")
+    if a.ckpt is not None and a.ckpt.is_dir():
+        ap.error(f"--ckpt {a.ckpt}: is a folder, expected a checkpoint file (.pt)")
     if a.ckpt is not None and not a.ckpt.is_file():
         ap.error(f"--ckpt {a.ckpt}: no such file")
+    from hero import atomic, checkpoint
     from hero.data import DataError
     from hero.quant.policy import PolicyError
     from sim_py.backends import CalibrationError
     from sim_py.hw import HardwareError, load_hardware
 
     try:
+        atomic.check_folder(a.out)
         load_hardware(a.hw_preset)
-        ckpt = a.ckpt or train_default(a.data, a.out / "nerf", a.train_minutes, not a.no_progress)
+        if a.ckpt is not None:
+            check_downscale(a.downscale, checkpoint.check_train_state(checkpoint.load_state(a.ckpt), a.ckpt), a.ckpt)
+        ckpt = a.ckpt or train_default(a.data, a.out / "nerf", a.train_minutes, not a.no_progress, a.downscale)
         from .run import search
 
         summary = search(ckpt, a.out, hw=a.hw, hw_preset=a.hw_preset, episodes=a.episodes,
@@ -72,9 +85,10 @@ def main(argv=None) -> int:
                          latency_weight=a.latency_weight, held_out=a.held_out_rays, qat_steps=a.qat_steps,
                          test_views=a.test_views, refine_passes=a.refine_passes,
                          progress=not a.no_progress, objective=a.objective)
+    except KeyboardInterrupt as e:  # hero.interrupt.Interrupted: the finished episodes (or steps) are saved
+        return cli.interrupted(e)
     except (DataError, HardwareError, PolicyError, CalibrationError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.refuse(str(e))
     r = summary["results"]
     print(f"\nobjective: {summary['objective']} (latency weight {summary['latency_weight']:g})")
     print(f"{'':<11}{'PSNR dB':>9}{'SSIM':>8}{'latency ms':>12}{'size KiB':>11}{'cost ms*MiB':>13}"
@@ -87,17 +101,27 @@ def main(argv=None) -> int:
     return 0
 
 
-def train_default(data: str, out: Path, minutes: float, progress: bool) -> Path:
-    """A cpu-preset checkpoint of `data` in `out`, trained (or resumed) for `minutes` if not there."""
-    ckpt = out / "checkpoint.pt"
-    done = out / "metrics.json"
-    if ckpt.is_file() and done.is_file():
-        return ckpt
-    from hero.train import default_config, train
+def check_downscale(downscale, st: dict, ckpt: Path) -> None:
+    """A checkpoint is scored on its scene at its own factor: a --downscale given must be that one."""
+    own = st["config"]["downscale"]
+    if downscale != AUTO and downscale != own:
+        raise ValueError(f"--downscale {downscale}: {ckpt} was trained at --downscale {own}, and it is scored at "
+                         f"that factor; drop --downscale or give {own}")
 
-    res = train(default_config(data=data, preset="cpu", out=str(out), minutes=minutes, progress=progress,
-                               test_views=5))
-    return Path(res["checkpoint"])
+
+def train_default(data: str, out: Path, minutes: float, progress: bool, downscale=AUTO) -> Path:
+    """A cpu-preset checkpoint of `data` in `out`, trained (or resumed) for `minutes` if not there; a
+    finished one must be of the same scene and factor."""
+    from hero import checkpoint
+    from hero.train import check_resume, default_config, resolve_data, train
+
+    cfg = default_config(data=data, preset="cpu", out=str(out), minutes=minutes, progress=progress, test_views=5,
+                         downscale=downscale)
+    ckpt = out / "checkpoint.pt"
+    if ckpt.is_file() and (out / "metrics.json").is_file():
+        check_resume(cfg, checkpoint.check_train_state(checkpoint.load_state(ckpt), ckpt), ckpt, resolve_data(data))
+        return ckpt
+    return Path(train(cfg)["checkpoint"])
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from hero import atomic, checkpoint
+from hero.interrupt import Interrupted, Interruptible
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.render import camera_meta, render_view
 from hero.quant.calib import calibrated_ranges, checkpoint_scenes
@@ -112,41 +113,46 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
         from tqdm import tqdm
 
         bar = tqdm(total=episodes, initial=episode, desc="search", unit="ep", dynamic_ncols=True)
-    while episode < episodes:
-        t0 = time.perf_counter()
-        obs, transitions, done = env.reset(), [], False
-        while not done:
-            a = agent.act(obs, episode)
-            nxt, done = env.step(a)
-            transitions.append((obs, a, nxt, done))
-            obs = nxt
-        bits = env.fit_budget(env.bits, fits)
-        feasible = bits is not None
-        if not feasible:
-            bits = [env.b_min] * len(env.units)
-        s = scorer(env.policy(bits))
-        reward = s.reward if feasible else s.reward - 10.0
-        agent.remember(transitions, reward)
-        agent.update()
-        row = {"episode": episode, "reward": round(reward, 4), "psnr": round(s.psnr, 3),
-               "latency_ms": round(s.latency_ms, 4), "size_kib": round(s.size_bits / 8192, 2),
-               "cost": round(s.cost, 5), "sigma": round(agent.sigma(episode), 4), "feasible": int(feasible),
-               "bits": " ".join(map(str, bits)), "seconds": round(time.perf_counter() - t0, 2)}
-        rows.append(row)
-        if feasible and (best is None or reward > best["reward"]):
-            best = row
-        episode += 1
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-        atomic.write(out / "episodes.csv", buf.getvalue())
-        save_state()
-        if bar is not None:
-            bar.update(1)
-            if best:
-                bar.set_postfix(best_reward=f"{best['reward']:.3f}", psnr=f"{best['psnr']:.2f}",
-                                latency=f"{best['latency_ms']:.2f}ms")
+    with Interruptible() as stop:
+        while episode < episodes:
+            t0 = time.perf_counter()
+            obs, transitions, done = env.reset(), [], False
+            while not done:
+                a = agent.act(obs, episode)
+                nxt, done = env.step(a)
+                transitions.append((obs, a, nxt, done))
+                obs = nxt
+            bits = env.fit_budget(env.bits, fits)
+            feasible = bits is not None
+            if not feasible:
+                bits = [env.b_min] * len(env.units)
+            s = scorer(env.policy(bits))
+            reward = s.reward if feasible else s.reward - 10.0
+            agent.remember(transitions, reward)
+            agent.update()
+            row = {"episode": episode, "reward": round(reward, 4), "psnr": round(s.psnr, 3),
+                   "latency_ms": round(s.latency_ms, 4), "size_kib": round(s.size_bits / 8192, 2),
+                   "cost": round(s.cost, 5), "sigma": round(agent.sigma(episode), 4), "feasible": int(feasible),
+                   "bits": " ".join(map(str, bits)), "seconds": round(time.perf_counter() - t0, 2)}
+            rows.append(row)
+            if feasible and (best is None or reward > best["reward"]):
+                best = row
+            episode += 1
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+            atomic.write(out / "episodes.csv", buf.getvalue())
+            save_state()
+            if bar is not None:
+                bar.update(1)
+                if best:
+                    bar.set_postfix(best_reward=f"{best['reward']:.3f}", psnr=f"{best['psnr']:.2f}",
+                                    latency=f"{best['latency_ms']:.2f}ms")
+            if stop.requested and episode < episodes:  # the state of the finished episodes is saved
+                if bar is not None:
+                    bar.close()
+                raise Interrupted(episode, str(state_path), unit="episode")
     if bar is not None:
         bar.close()
     if best is None:

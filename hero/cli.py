@@ -1,0 +1,73 @@
+"""What the command lines share: bad input is one line on stderr and exit status 2; Ctrl-C is one line
+and exit status 130.
+
+    ap = ArgumentParser(prog="python -m hero.x", description=...)
+    ap.add_argument("--steps", type=number(int, lo=1))
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+BAD_INPUT = 2  # the exit status of every refusal
+INTERRUPTED = 130  # the shell's status for SIGINT
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (no usage block) and exit status BAD_INPUT."""
+
+    def error(self, message: str):
+        self.exit(BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def number(kind: type, lo: float | None = None, hi: float | None = None, lo_open: bool = False):
+    """An argparse type: an int or a finite float in [lo, hi] ((lo, hi] with lo_open)."""
+    word = "an integer" if kind is int else "a number"
+    bounds = []
+    if lo is not None:
+        bounds.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        bounds.append(f"<= {hi:g}")
+    want = f"{word}{' ' + ' and '.join(bounds) if bounds else ''}"
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {word}; expected {want}") from None
+        if not math.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{text} is out of range; expected {want}")
+        return v
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def downscale(text: str):
+    """--downscale: 'auto' (hero.data.scene.choose_downscale) or an integer >= 1."""
+    from hero.data.scene import AUTO
+
+    if text == AUTO:
+        return AUTO
+    try:
+        return number(int, lo=1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {AUTO!r} or an integer >= 1") from None
+
+
+def refuse(message: str) -> int:
+    """Print one error line; return the status to exit with."""
+    print(f"error: {message}", file=sys.stderr)
+    return BAD_INPUT
+
+
+def interrupted(exc: KeyboardInterrupt) -> int:
+    """Print the one line of a Ctrl-C; return the status to exit with. `Interrupted` (hero.interrupt) says
+    where the state was saved; a bare KeyboardInterrupt (a second Ctrl-C) loses at most the unsaved step."""
+    from hero.interrupt import Interrupted
+
+    where = str(exc) if isinstance(exc, Interrupted) else "interrupted"
+    print(f"\n{where}; rerun the same command to resume", file=sys.stderr)
+    return INTERRUPTED
