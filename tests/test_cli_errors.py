@@ -16,8 +16,8 @@ from PIL import Image
 from hero.data import procedural
 
 ROOT = Path(__file__).resolve().parents[1]
-#: hero.qat and hero.caq keep argparse's own error() (usage block, then the error line).
-USAGE_BLOCK = ("hero.qat", "hero.caq")
+#: hero.qat keeps argparse's own error() (usage block, then the error line).
+USAGE_BLOCK = ("hero.qat",)
 
 
 @pytest.fixture(scope="module")

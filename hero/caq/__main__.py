@@ -8,15 +8,16 @@ renders. Re-running the same command resumes from DIR/caq_state.pt; Ctrl-C saves
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from hero import cli
 
 from .run import CAQ_STEPS, TARGETS
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m hero.caq", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(prog="python -m hero.caq", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, required=True, help="a checkpoint from python -m hero.train")
     ap.add_argument("--out", type=Path, required=True, help="results folder; rerunning the same command resumes")
     ap.add_argument("--target", choices=TARGETS, default="mgl",
@@ -42,22 +43,23 @@ def main(argv=None) -> int:
                             ("--psnr-target", a.psnr_target, 0 < a.psnr_target < 100)):
         if not ok:
             ap.error(f"{flag} {value}: out of range")
+    if a.ckpt.is_dir():
+        ap.error(f"--ckpt {a.ckpt}: is a folder, expected a checkpoint file (.pt)")
     if not a.ckpt.is_file():
         ap.error(f"--ckpt {a.ckpt}: no such file")
+    from hero import atomic
     from hero.data import DataError
-    from hero.interrupt import Interrupted
 
     from .run import caq
 
     try:
+        atomic.check_folder(a.out)
         res = caq(a.ckpt, a.out, target=a.target, psnr_target=a.psnr_target, lam=a.lam, steps=a.steps, rays=a.rays,
                   seed=a.seed, calib_batches=a.calib_batches, test_views=a.test_views, progress=not a.no_progress)
-    except Interrupted as e:
-        print(f"\n{e}; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # hero.interrupt.Interrupted: the state is saved
+        return cli.interrupted(e)
     except (DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.refuse(str(e))
     b = res["bits"]
     print(f"CAQ {a.target}: own test PSNR {res['psnr']:.2f} dB (SSIM {res['ssim']:.3f}), mean bits "
           f"{res['mean_bits']:.2f}, size {res['size_kib']:.1f} KiB, {res['bitops_t']:.3f} TBitOps per image")
