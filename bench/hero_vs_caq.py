@@ -238,6 +238,8 @@ def main(argv=None) -> int:
     ap.add_argument("--caq-calib", type=int, default=10, help="CAQ's calibration batches")
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0],
                     help="HERO's latency weights, one search each")
+    ap.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=list(OBJECTIVES),
+                    help="HERO's objectives (each gets its front)")
     ap.add_argument("--episodes", type=int, default=24)
     ap.add_argument("--held-out-rays", type=int, default=2048)
     ap.add_argument("--refine-passes", type=int, default=1)
@@ -268,7 +270,7 @@ def main(argv=None) -> int:
         caq_pts = run_caq(sc, a, t0)
         uni = [{"method": "uniform", "setting": f"u{b}", "policy": Policy.uniform(sc.model, b, act_bits=b)}
                for b in UNIFORM_BITS]
-        hero = {(p, o): run_hero(sc, p, o, a, t0) for p in a.presets for o in OBJECTIVES}
+        hero = {(p, o): run_hero(sc, p, o, a, t0) if o in a.objectives else [] for p in a.presets for o in OBJECTIVES}
         everything = caq_pts + uni + [x for pts in hero.values() for x in pts]
         for i, pt in enumerate(everything):
             log(f"{scene}: QAT and test views, {pt['method']} {pt['setting']} ({i + 1}/{len(everything)})", t0)
