@@ -1,13 +1,18 @@
 """Quantization on lego: PSNR and size of FP32, uniform policies (post-training and after QAT),
 k-means against uniform tables, fused against unfused ReLU, and a mixed policy.
 
-    python -m bench.quant [--ckpt runs/bench_lego/checkpoint.pt] [--views 5] [--qat-steps 300]
+    python -m bench.quant [--ckpt runs/bench_lego/checkpoint.pt] [--views 5] [--qat-steps N] [--qat-rays N]
+                          [--qat-lr X]
 
 The checkpoint is the cpu-preset lego model of `python -m bench.train_lego`. PSNR is on the first
 `--views` test views, through the fake-quant path (which tests/test_quant.py shows equal to the
-integer path up to the HEU's documented fixed-point error). Sizes count tables, weights, scales
+integer path up to the HEU's documented fixed-point error). QAT runs hero.qat with the budget of
+--qat-steps, --qat-rays and --qat-lr (hero.qat's defaults). Sizes count tables, weights, scales
 and codebooks in bits. Last line:
-fp32_psnr=<x> int8_ptq_drop_db=<d> best_compression=<c> best_compression_drop_db=<d>
+fp32_psnr=<x> int8_ptq_drop_db=<d> best_compression=<c> best_compression_drop_db=<d> u4_qat_gain_db=<g>
+qat_min_gain_db=<m>
+(u4_qat_gain_db: uniform 4-bit after QAT minus uniform 4-bit PTQ; qat_min_gain_db: the least of
+every configuration's QAT minus PTQ, negative if QAT lost anywhere; all on the test views.)
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 
 from hero import checkpoint
 from hero.nerf.evaluate import evaluate_views
-from hero.qat import qat
+from hero.qat import LR, RAYS, STEPS, qat
 from hero.quant.calib import calibrated_ranges, checkpoint_scenes
 from hero.quant.policy import Policy
 from hero.quant.qnerf import FakeQuantField, QuantizedNeRF, fp32_size_bits
@@ -43,7 +48,9 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
     ap.add_argument("--views", type=int, default=5, help="test views for PSNR")
-    ap.add_argument("--qat-steps", type=int, default=300)
+    ap.add_argument("--qat-steps", type=int, default=STEPS, help="QAT budget: steps (default %(default)s)")
+    ap.add_argument("--qat-rays", type=int, default=RAYS, help="QAT budget: rays per step (default %(default)s)")
+    ap.add_argument("--qat-lr", type=float, default=LR, help="QAT budget: learning rate (default %(default)s)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_quant"))
     a = ap.parse_args(argv)
     if not a.ckpt.is_file():
@@ -68,7 +75,8 @@ def main(argv=None) -> int:
 
     def with_qat(name: str, policy: Policy, **kw) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
-            res = qat(a.ckpt, policy, tmp, steps=a.qat_steps, test_views=a.views, progress=False, **kw)
+            res = qat(a.ckpt, policy, tmp, steps=a.qat_steps, rays=a.qat_rays, lr=a.qat_lr, test_views=a.views,
+                      progress=False, **kw)
         row = {"config": name, "stage": "QAT", "psnr": res["psnr"], "ssim": res["ssim"],
                "bits": res["size_bits"]["total"]}
         rows.append(row)
@@ -113,8 +121,11 @@ def main(argv=None) -> int:
     print(f"({(time.perf_counter() - t0) / 60:.1f} min; rows in {a.out / 'quant.json'})")
     comp = fp32_bits / best["bits"] if best else 0.0
     drop = fp32["psnr"] - best["psnr"] if best else float("nan")
+    ptq_of = {r["config"]: r["psnr"] for r in rows if r["stage"] == "PTQ"}
+    gains = {r["config"]: r["psnr"] - ptq_of[r["config"]] for r in rows if r["stage"] == "QAT"}
     print(f"fp32_psnr={fp32['psnr']:.2f} int8_ptq_drop_db={fp32['psnr'] - int8['psnr']:.3f} "
-          f"best_compression={comp:.1f} best_compression_drop_db={drop:.2f}")
+          f"best_compression={comp:.1f} best_compression_drop_db={drop:.2f} "
+          f"u4_qat_gain_db={gains['uniform 4-bit']:.2f} qat_min_gain_db={min(gains.values()):.2f}")
     return 0
 
 

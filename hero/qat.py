@@ -1,14 +1,18 @@
 """Quantization-aware fine-tuning of a trained NeRF for one policy.
 
-    python -m hero.qat --ckpt runs/NAME/checkpoint.pt --policy policy.json --out runs/NAME/qat [--steps 500]
+    python -m hero.qat --ckpt runs/NAME/checkpoint.pt --policy policy.json --out runs/NAME/qat [--steps 400]
 
 Trains the float weights through the fake-quant path (straight-through rounding), re-deriving the
 table and weight scales and GPTQ's roundings from the current weights every few steps; activation
-ranges stay as calibrated on training rays; the learning rate decays from --lr to 0 (cosine). The
-weights kept are those of the best val PSNR among step 0 (PTQ) and every checkpoint. Re-running
-the same command resumes from <out>/qat_state.pt. At the end it writes metrics.json (test PSNR
-and SSIM through the fake-quant path, size), policy.json, model.npz (the hardware export, for
-uniform tables) and test renders.
+ranges stay as calibrated on training rays; the learning rate decays from --lr to 0 (cosine).
+The budget is --steps, --rays (per step) and --lr. Model selection: every checkpoint is scored on
+a fixed set of --held-out-rays random pixels of the val split (hero.quant.heldout, the rays the
+search scores on), and the model kept is the one of least error there among step 0 (the PTQ
+model) and every checkpoint, so QAT never hands back a model worse than PTQ on those rays.
+Re-running the same command resumes from <out>/qat_state.pt; a state of other settings is refused.
+At the end it writes metrics.json (test PSNR and SSIM through the fake-quant path, size, the
+held-out PSNR of each checkpoint), policy.json, model.npz (the hardware export, for uniform
+tables) and test renders.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import copy
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,61 +36,82 @@ from hero.nerf.render import camera_meta, prepare_rays, render_rays
 
 from .quant.calib import calibrated_ranges, checkpoint_scenes
 from .quant.export import export
+from .quant.heldout import held_out_rays, squared_errors
 from .quant.policy import Policy, PolicyError, load_policy
 from .quant.qnerf import ROUNDINGS, FakeQuantField, QuantizedNeRF, Ranges, fp32_size_bits
 
 STATE = "qat_state.pt"
+#: the budget's defaults (python -m hero.qat, bench.quant); measured on lego in docs/quant.md
+STEPS, LR, RAYS = 400, 1e-3, 2048
+HELD_OUT_RAYS = 16384  # val-split pixels that select the model (the search's default too)
+RANGE_LR = 1e-2  # learning rate of the activation ranges' log-gains (0: ranges stay as calibrated)
+STATE_VERSION = 2  # bump when a resumed state would no longer mean the same run
 
 
-def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: int = 500, lr: float = 1e-3,
-        rays: int = 2048, refresh_every: int = 25, ckpt_every: int = 100, test_views: int | None = None,
+def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: int = STEPS, lr: float = LR,
+        rays: int = RAYS, refresh_every: int = 25, ckpt_every: int = 50, test_views: int | None = None,
         fuse_relu: bool = True, tables: str = "uniform", progress: bool = True, seed: int = 0,
-        val_views: int = 2, rounding: str = "gptq") -> dict:
+        held_out: int = HELD_OUT_RAYS, rounding: str = "gptq", range_lr: float = RANGE_LR) -> dict:
+    """Fine-tune `ckpt` under `policy` for `steps` steps of `rays` rays at learning rate `lr` (cosine to 0);
+    keep the model of least error on `held_out` val-split rays among step 0 (PTQ) and every
+    `ckpt_every` steps. Returns (and writes to out/metrics.json) its test PSNR, SSIM and size."""
     out = Path(out)
+    if steps < 0 or rays < 1 or held_out < 1 or not lr >= 0 or not range_lr >= 0 or refresh_every < 1 \
+            or ckpt_every < 1:
+        raise ValueError("QAT needs steps >= 0, rays >= 1, held_out >= 1, lr >= 0, range_lr >= 0, "
+                         "refresh_every >= 1 and ckpt_every >= 1")
     model, meta = checkpoint.load(ckpt)
     grid = meta["occupancy"]
     if not isinstance(policy, Policy):
         policy = load_policy(policy, model)
     train_scene, val_scene, test_scene = checkpoint_scenes(meta)
     dt, max_steps, background = meta["dt"], meta["max_steps"], meta["background"]
-
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-15)
+    # Everything that makes a run, but its length: a rerun with more steps carries on.
+    key = {"version": STATE_VERSION, "policy": policy.to_dict(), "tables": tables, "fuse_relu": fuse_relu,
+           "rounding": rounding, "lr": lr, "rays": rays, "seed": seed, "held_out": held_out,
+           "refresh_every": refresh_every, "ckpt_every": ckpt_every, "range_lr": range_lr}
     state_path, step = out / STATE, 0
     if state_path.exists():
         st = checkpoint.load_state(state_path)
-        if (st["policy"] != policy.to_dict() or st["tables"] != tables or st["fuse_relu"] != fuse_relu
-                or st.get("rounding", "nearest") != rounding):
-            raise PolicyError(f"{out} holds a QAT run of another policy or mode: use another --out")
+        old = st.get("key", {})
+        if old != key:
+            diff = sorted(k for k in key if old.get(k) != key[k]) or ["format"]
+            raise PolicyError(f"{out} holds a QAT run of another policy or mode ({', '.join(diff)} differ): "
+                              f"use another --out")
         model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        ranges, step, best = Ranges(**st["ranges"]), st["step"], st.get("best")
+        ranges, step, best, history = Ranges(**st["ranges"]), st["step"], st["best"], st["history"]
     else:
+        st, best, history = None, None, []
         ranges = calibrated_ranges(model, meta, train_scene, seed)
-        best = None
     qn = QuantizedNeRF(model, policy, ranges, fuse_relu=fuse_relu, tables=tables, rounding=rounding)
     field = FakeQuantField(qn)
-
-    def val_psnr() -> float:  # of the current integers (qn refreshed by the caller)
-        model.eval()
-        p = evaluate_views(field, grid, val_scene, dt, max_steps, background, val_views)["psnr"]
-        model.train()
-        return p
+    groups = [{"params": list(model.parameters()), "lr0": lr}]
+    if range_lr > 0:
+        groups.append({"params": qn.learn_ranges(), "lr0": range_lr})
+    opt = torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99), eps=1e-15)
+    if st is not None:
+        opt.load_state_dict(st["optimizer"])
+    val_rays = held_out_rays(val_scene, held_out, seed)
 
     def keep_if_best() -> None:
-        """Model selection on the val views: QAT must not hand back a model worse than it got."""
+        """Model selection on the held-out rays: QAT must not hand back a model worse than it got."""
         nonlocal best
-        p = val_psnr()
-        if best is None or p > best["psnr"]:
-            best = {"psnr": p, "step": step, "model": copy.deepcopy(model.state_dict()),
-                    "ptq_psnr": p if best is None else best["ptq_psnr"]}
+        model.eval()
+        err = squared_errors(field, grid, val_rays, dt, max_steps, background)  # of qn as refreshed
+        model.train()
+        mse = float(err.mean())
+        history.append({"step": step, "val_psnr": mse_to_psnr(mse)})
+        if best is None or mse < best["mse"]:
+            best = {"mse": mse, "step": step, "model": copy.deepcopy(model.state_dict()),
+                    "ranges": {"encoding": qn.ranges.encoding, "inputs": dict(qn.ranges.inputs)},
+                    "ptq_mse": mse if best is None else best["ptq_mse"]}
 
     if best is None:
         keep_if_best()  # step 0: the post-training-quantized model
 
     def save_state():
         checkpoint.save(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                     "ranges": vars(ranges), "policy": policy.to_dict(), "tables": tables,
-                                     "fuse_relu": fuse_relu, "rounding": rounding, "best": best})
+                                     "ranges": vars(qn.ranges), "key": key, "best": best, "history": history})
 
     images = torch.from_numpy(train_scene.images)
     c2w = torch.as_tensor(np.asarray(train_scene.c2w), dtype=torch.float32)
@@ -105,7 +131,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         o, d = prepare_rays(*pixel_rays(c2w[idx], px, py, cam["fx"], cam["fy"], cam["cx"], cam["cy"]), cam)
         target = images[idx, py, px].float() / 255.0
         for g in opt.param_groups:  # cosine decay to zero: the last steps settle on the rounding grid
-            g["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / max(steps, 1)))
+            g["lr"] = g["lr0"] * 0.5 * (1.0 + math.cos(math.pi * step / max(steps, 1)))
         color, _ = render_rays(field, grid, o, d, dt, max_steps, background)
         loss = ((color - target) ** 2).mean()
         opt.zero_grad(set_to_none=True)
@@ -114,7 +140,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         step += 1
         at_ckpt = step % ckpt_every == 0 or step == steps
         if at_ckpt or step % refresh_every == 0:
-            qn.refresh()
+            qn.fold_ranges()  # the learned ranges into the requantizers, then every integer re-derived
         if at_ckpt:
             keep_if_best()
             save_state()
@@ -125,6 +151,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     if bar is not None:
         bar.close()
     model.load_state_dict(best["model"])
+    qn.ranges = replace(qn.ranges, **best["ranges"])  # the activation ranges it had then
     qn.refresh()
     model.eval()
     ev = evaluate_views(field, grid, test_scene, dt, max_steps, background, test_views, out / "renders")
@@ -133,7 +160,9 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
               "size_bits": size, "fp32_bits": fp32_size_bits(model),
               "compression": fp32_size_bits(model) / size["total"], "seconds": time.perf_counter() - t0,
               "policy": policy.to_dict(), "tables": tables, "fuse_relu": fuse_relu, "rounding": rounding,
-              "best_step": best["step"], "val_psnr": best["psnr"], "val_psnr_ptq": best["ptq_psnr"]}
+              "lr": lr, "rays": rays, "held_out_rays": held_out, "best_step": best["step"],
+              "val_psnr": mse_to_psnr(best["mse"]), "val_psnr_ptq": mse_to_psnr(best["ptq_mse"]),
+              "history": history}
     policy.save(out / "policy.json")
     if tables == "uniform":
         export(qn, out / "model.npz")
@@ -147,9 +176,11 @@ def main(argv=None) -> int:
     ap.add_argument("--ckpt", type=Path, required=True, help="checkpoint from python -m hero.train")
     ap.add_argument("--policy", required=True, help="policy JSON file, or uniformN (e.g. uniform4)")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--rays", type=int, default=2048, help="rays per step")
+    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--lr", type=float, default=LR)
+    ap.add_argument("--rays", type=int, default=RAYS, help="rays per step")
+    ap.add_argument("--held-out-rays", type=int, default=HELD_OUT_RAYS,
+                    help="val-split rays that select the model kept (default %(default)s)")
     ap.add_argument("--test-views", type=int, default=None, help="evaluate the first N test views (default all)")
     ap.add_argument("--tables", choices=("uniform", "kmeans"), default="uniform")
     ap.add_argument("--no-fuse-relu", action="store_true", help="quantize before the ReLU (for comparison)")
@@ -159,8 +190,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if not a.ckpt.is_file():
         ap.error(f"--ckpt {a.ckpt}: no such file")
-    if a.steps < 0 or a.rays < 1:
-        ap.error("--steps must be >= 0 and --rays >= 1")
+    if a.steps < 0 or a.rays < 1 or a.held_out_rays < 1 or not a.lr >= 0:
+        ap.error("--steps and --lr must be >= 0, --rays and --held-out-rays >= 1")
     try:
         policy = a.policy
         if policy.startswith("uniform") and policy[7:].isdigit():
@@ -170,11 +201,13 @@ def main(argv=None) -> int:
                 ap.error(f"--policy {policy}: uniform bits must be 2..8")
             policy = Policy.uniform(model, bits)
         res = qat(a.ckpt, policy, a.out, steps=a.steps, lr=a.lr, rays=a.rays, test_views=a.test_views,
-                  fuse_relu=not a.no_fuse_relu, tables=a.tables, progress=not a.no_progress, rounding=a.rounding)
+                  fuse_relu=not a.no_fuse_relu, tables=a.tables, progress=not a.no_progress, rounding=a.rounding,
+                  held_out=a.held_out_rays)
     except (PolicyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"QAT {res['steps']} steps: test PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f}, "
+    print(f"QAT {res['steps']} steps (kept step {res['best_step']}: val PSNR {res['val_psnr']:.2f} dB, "
+          f"PTQ {res['val_psnr_ptq']:.2f}): test PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f}, "
           f"{res['size_bits']['total'] / 8 / 1024:.1f} KiB ({res['compression']:.1f}x smaller than FP32) "
           f"-> {a.out / 'metrics.json'}")
     return 0

@@ -19,7 +19,7 @@ directions (quantized on the host to the colour net's input format), and volume 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -31,6 +31,9 @@ from .policy import Policy
 
 WORD_BITS = 32  # HEU table memory word (rtl.gen heu default)
 OUTPUT_LAYERS = {"density.fc1", "color.fc2"}  # their accumulators leave the engine for the host
+#: the activation range (a Ranges.inputs key) that each layer's requantizer maps its output onto
+REQUANT_RANGES = {"density.fc0": "density.fc1", "density.fc1": "color.fc0.geo", "color.fc0": "color.fc1",
+                  "color.fc1": "color.fc2"}
 
 
 def round_half_up(x: torch.Tensor) -> torch.Tensor:
@@ -259,12 +262,42 @@ class QuantizedNeRF:
         self.model, self.policy, self.ranges = model, policy, ranges
         self.fuse_relu, self.word_bits, self.table_mode = fuse_relu, word_bits, tables
         self.grid = model.grid
+        self.range_log_gain: dict[str, torch.Tensor] | None = None  # learn_ranges()
         self.refresh()
+
+    def learn_ranges(self) -> list[torch.Tensor]:
+        """Make the requantizers' output ranges trainable (QAT); returns the parameters to optimize.
+
+        Each requantizer's output step is multiplied by exp(g) of a log-gain g per layer, which the
+        fake-quant path trains as LSQ does (Esser et al., 2020): straight-through rounding, with the
+        step's gradient from the rounding error inside the range and from the clipped values outside
+        (their own gradient is zero there). fold_ranges() moves the gains into the calibrated ranges
+        and re-derives the integers; the integer path and the export see the ranges only after it."""
+        if self.range_log_gain is None:
+            self.range_log_gain = {n: torch.zeros((), dtype=torch.float64, requires_grad=True) for n in REQUANT_RANGES}
+        return list(self.range_log_gain.values())
+
+    @torch.no_grad()
+    def fold_ranges(self, tables: bool = True) -> None:
+        """Multiply the learned gains into the activation ranges (a new Ranges; the caller's is left as
+        it was), reset them to 1, and refresh(tables)."""
+        if self.range_log_gain:
+            inputs = dict(self.ranges.inputs)
+            for name, g in self.range_log_gain.items():
+                inputs[REQUANT_RANGES[name]] *= float(torch.exp(g))
+                g.zero_()
+            self.ranges = replace(self.ranges, inputs=inputs)
+        self.refresh(tables)
 
     # -- quantization of the current float parameters ------------------------------------------------
 
-    def refresh(self) -> None:
-        """(Re)derive every integer and scale from the model's current float parameters."""
+    def refresh(self, tables: bool = True) -> None:
+        """(Re)derive every integer and scale from the model's current float parameters; with
+        `tables=False`, the layers' only (the tables keep their scales, codebooks and HEU registers:
+        their clipping search is most of the time a refresh takes)."""
+        if not tables and hasattr(self, "levels"):
+            self.layers = self._quantize_layers()
+            return
         g, pol = self.grid, self.policy
         self.level_names = [f"grid.level{p['level']:02d}" for p in g.params]
         self.table_bits = [pol.tables[n] for n in self.level_names]
@@ -430,12 +463,16 @@ class QuantizedNeRF:
         w_q = ste(w_folded, w_int * q.w_scale)
         return (w_q / q.in_scale[:, None]).float()
 
-    @staticmethod
-    def _fq_act(y: torch.Tensor, q: QLayer) -> torch.Tensor:
+    def _fq_act(self, y: torch.Tensor, q: QLayer) -> torch.Tensor:
         """The requantizer on real values: y = acc * w_scale -> the next layer's input."""
         fmt = q.rq.out_format
         step = q.out_scale.to(y.dtype)
-        v = ste(y, torch.clamp(round_half_up(y / step), fmt.min, fmt.max) * step)
+        if self.range_log_gain is None:
+            v = ste(y, torch.clamp(round_half_up(y / step), fmt.min, fmt.max) * step)
+        else:  # LSQ: the step (range) learns; clipped values pass no gradient to y
+            step = step * torch.exp(self.range_log_gain[q.name]).to(y.dtype)
+            x = y / step
+            v = torch.clamp(ste(x, round_half_up(x)), fmt.min, fmt.max) * step
         return torch.relu(v) if q.relu_after else v
 
     def forward_fake(self, positions: torch.Tensor, sh: torch.Tensor):
