@@ -155,13 +155,16 @@ def run_hero(sc: SceneScoring, preset: str, objective: str, a, t0: float) -> lis
     from hero.search.run import search
 
     points = []
-    for w in a.weights:
-        out = sc.out / "hero" / preset / objective / f"w{w:g}_e{a.episodes}_r{a.held_out_rays}_p{a.refine_passes}"
+    for i, w in enumerate(a.weights):
+        # each weight explores on its own: the same warm-up for every weight gave one policy for all
+        agent_seed = 1 + i
+        out = (sc.out / "hero" / preset / objective /
+               f"w{w:g}_e{a.episodes}_r{a.held_out_rays}_p{a.refine_passes}_a{agent_seed}")
         log(f"{sc.name} / {preset}: HERO search, objective {objective}, weight {w:g}", t0)
         if not (out / "summary.json").is_file():
             search(sc.ckpt, out, hw="rtl_calibrated", hw_preset=preset, episodes=a.episodes, latency_weight=w,
                    held_out=a.held_out_rays, qat_steps=0, test_views=1, refine_passes=a.refine_passes,
-                   objective=objective, progress=not a.no_progress)
+                   objective=objective, progress=not a.no_progress, agent_seed=agent_seed)
         points.append({"method": f"HERO ({objective})", "setting": f"w={w:g}",
                        "policy": load_policy(out / "policy.json", sc.model)})
     return points
@@ -240,9 +243,9 @@ def main(argv=None) -> int:
                     help="HERO's latency weights, one search each")
     ap.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=list(OBJECTIVES),
                     help="HERO's objectives (each gets its front)")
-    ap.add_argument("--episodes", type=int, default=24)
+    ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--held-out-rays", type=int, default=2048)
-    ap.add_argument("--refine-passes", type=int, default=1)
+    ap.add_argument("--refine-passes", type=int, default=2)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     for flag, v, ok in (("--views", a.views, a.views >= 1), ("--qat-steps", a.qat_steps, a.qat_steps >= 0),

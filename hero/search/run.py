@@ -74,7 +74,10 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
            latency_budget: float | None = None, size_budget_kib: float | None = None, seed: int = 0,
            latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
            warmup: int | None = None, refine_passes: int = 10, progress: bool = True,
-           objective: str = "latency") -> dict:
+           objective: str = "latency", agent_seed: int | None = None) -> dict:
+    """One search (docs/search.md). `seed` fixes the calibration, the held-out rays and, unless
+    `agent_seed` is given, the agent's exploration; searches that differ only in `agent_seed` score
+    policies on the same rays (and share their PSNR memo)."""
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     model, meta, test_scene, hwcfg, frame, scorer = scoring_setup(ckpt, hw, hw_preset, seed, latency_weight,
@@ -82,7 +85,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     lat_share, mem_share = unit_shares(frame, model)
     env = QuantEnv(model, units_of(model, lat_share, mem_share))
     cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup)
-    agent = DDPG(env.obs_dim, cfg, seed)
+    agent = DDPG(env.obs_dim, cfg, seed if agent_seed is None else agent_seed)
 
     def fits(policy: Policy) -> bool:
         if latency_budget is not None and scorer.latency_ms(policy) > latency_budget:
@@ -95,6 +98,8 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     settings = {"hw": hw, "hw_preset": hw_preset, "seed": seed, "latency_weight": latency_weight,
                 "held_out_rays": held_out, "latency_budget": latency_budget, "size_budget_kib": size_budget_kib,
                 "model": model_fingerprint(model), "quantizer": QUANTIZER, "objective": objective}
+    if agent_seed is not None:
+        settings["agent_seed"] = agent_seed
     state_path = out / STATE
 
     def save_state() -> None:
