@@ -57,9 +57,8 @@ def main(argv=None) -> int:
         ap.error(f"--ckpt {a.ckpt}: no such file (train one with `python -m bench.train_lego`)")
     t0 = time.perf_counter()
     model, meta = checkpoint.load(a.ckpt)
-    grid = meta["occupancy"]
     train_scene, _, test_scene = checkpoint_scenes(meta)
-    dt, steps, bg = meta["dt"], meta["max_steps"], meta["background"]
+    grid, dt, steps, bg = meta["render"].render_args()
     ranges = calibrated_ranges(model, meta, train_scene)
     fp32_bits = fp32_size_bits(model)
     rows = []

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model, meta = checkpoint.load(a.ckpt)
     train, _, test = checkpoint_scenes(meta)
-    grid, dt, steps, bg = meta["occupancy"], meta["dt"], meta["max_steps"], meta["background"]
+    grid, dt, steps, bg = meta["render"].render_args()
     ranges = calibrated_ranges(model, meta, train)
     layers = [n for n, k, _ in model.quant_units() if k == "linear"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -52,9 +53,52 @@ def check_train_state(st: dict, path: str | Path) -> dict:
     return st
 
 
+@dataclass(frozen=True)
+class RenderSettings:
+    """How a checkpoint's model is rendered, as it was trained: one record that loads with it."""
+
+    data: str  # the scene's folder (absolute where it was found; see locate_data)
+    downscale: int
+    grid: object  # the occupancy grid (hero.nerf.occupancy.OccupancyGrid)
+    dt: float  # ray-marching step
+    max_steps: int
+    background: float
+
+    def render_args(self) -> tuple:
+        """(grid, dt, max_steps, background): the renderer's arguments, in its order."""
+        return self.grid, self.dt, self.max_steps, self.background
+
+
+def locate_data(recorded: str, ckpt: str | Path) -> str:
+    """The scene folder a checkpoint records, found from any current folder: as recorded when it
+    exists (absolute, or relative to the current folder), else relative to a folder above the
+    checkpoint (checkpoints made before paths were recorded absolute hold paths relative to the
+    folder they were made in). The project's procedural scene is rebuilt where it is cached.
+    Returns the recorded path unchanged when nothing is found (hero.quant.calib.checkpoint_scenes
+    then names the checkpoint and the missing folder)."""
+    p = Path(recorded)
+    if p.exists():
+        return str(p.absolute())
+    if not p.is_absolute():
+        for up in Path(ckpt).absolute().parents:
+            if (up / p).exists():
+                return str(up / p)
+    if p.name == "procedural":
+        from hero.data import procedural
+
+        return str(procedural.build(procedural.default_folder()))
+    return str(recorded)
+
+
+def _downscale(cfg: dict) -> int:
+    d = cfg.get("downscale", 1)  # checkpoints from before --downscale trained at full resolution
+    return d if isinstance(d, int) else 1
+
+
 def load(path: str | Path, device: str = "cpu"):
     """(model, meta) from a checkpoint. meta has 'config', 'step', 'occupancy' (an OccupancyGrid),
-    'camera' (intrinsics of the training scene), 'dt', 'max_steps', 'background', 'data'."""
+    'camera' (intrinsics of the training scene), 'dt', 'max_steps', 'background', 'data' (located by
+    locate_data), and 'render', all of those as one RenderSettings."""
     from hero.nerf.model import NGPField
     from hero.nerf.occupancy import OccupancyGrid
 
@@ -71,4 +115,7 @@ def load(path: str | Path, device: str = "cpu"):
     model.eval()
     meta = {k: v for k, v in st.items() if k not in ("model", "optimizer", "occupancy")}
     meta["occupancy"] = grid
+    meta["data"] = locate_data(st["data"], path)
+    meta["render"] = RenderSettings(meta["data"], _downscale(cfg), grid, float(st["dt"]),
+                                    int(st["max_steps"]), float(st["background"]))
     return model, meta

@@ -61,11 +61,10 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         raise ValueError("QAT needs steps >= 0, rays >= 1, held_out >= 1, lr >= 0, range_lr >= 0, "
                          "refresh_every >= 1 and ckpt_every >= 1")
     model, meta = checkpoint.load(ckpt)
-    grid = meta["occupancy"]
     if not isinstance(policy, Policy):
         policy = load_policy(policy, model)
     train_scene, val_scene, test_scene = checkpoint_scenes(meta)
-    dt, max_steps, background = meta["dt"], meta["max_steps"], meta["background"]
+    grid, dt, max_steps, background = meta["render"].render_args()
     # Everything that makes a run, but its length: a rerun with more steps carries on.
     key = {"version": STATE_VERSION, "policy": policy.to_dict(), "tables": tables, "fuse_relu": fuse_relu,
            "rounding": rounding, "lr": lr, "rays": rays, "seed": seed, "held_out": held_out,

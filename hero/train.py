@@ -35,7 +35,6 @@ from hero.nerf.render import (
     step_size,
 )
 
-DEFAULT_PROCEDURAL = Path("runs/data/procedural")
 MIN_RAYS, MAX_RAYS = 64, 65536
 HARD_UNITS = ("samples", "rays")
 
@@ -64,7 +63,7 @@ def resolve_data(data: str | None, procedural_size: int = 100) -> Path:
     if data in (None, "", "procedural"):
         from hero.data import procedural
 
-        return procedural.build(DEFAULT_PROCEDURAL, size=procedural_size)
+        return procedural.build(procedural.default_folder(), size=procedural_size)
     return Path(data)
 
 
@@ -160,7 +159,7 @@ class Trainer:
         torch.manual_seed(cfg["seed"])
         self.rng = np.random.default_rng(cfg["seed"])
         root = resolve_data(cfg["data"])
-        self.data_path = str(root)
+        self.data_path = str(root.absolute())  # a checkpoint works from any current folder
         cfg["downscale"] = resolve_downscale(root, cfg["downscale"], cfg["preset"])
         self.train_scene = load_scene(root, "train", cfg["downscale"])
         self.test_scene = load_scene(root, "test", cfg["downscale"])

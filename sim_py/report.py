@@ -37,16 +37,16 @@ def frame_workload_from_checkpoint(ckpt: Path, view: int = 0, **kw) -> Workload:
     import torch
 
     from hero import checkpoint
-    from hero.data.scene import load_scene
     from hero.nerf.render import camera_meta
+    from hero.quant.calib import checkpoint_scene
 
     model, meta = checkpoint.load(ckpt)
-    scene = load_scene(meta["data"], "test", meta["config"].get("downscale", 1))
+    r = meta["render"]
+    scene = checkpoint_scene(meta, "test")
     if not 0 <= view < len(scene.c2w):
         raise ValueError(f"--view {view}: the test split has {len(scene.c2w)} views")
-    return workload_from_frame(model, meta["occupancy"], torch.from_numpy(scene.c2w[view]), camera_meta(scene),
-                               meta["dt"], meta["max_steps"], name=f"{Path(meta['data']).name} test view {view}",
-                               **kw)
+    return workload_from_frame(model, r.grid, torch.from_numpy(scene.c2w[view]), camera_meta(scene), r.dt,
+                               r.max_steps, name=f"{Path(r.data).name} test view {view}", **kw)
 
 
 def breakdown_dict(b: Breakdown) -> dict:

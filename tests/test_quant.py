@@ -8,9 +8,8 @@ import torch
 
 from hero import checkpoint
 from hero import intarith as ia
-from hero.data.scene import load_scene
 from hero.nerf.model import sh_encode
-from hero.quant.calib import rendering_importance, training_march, training_samples
+from hero.quant.calib import checkpoint_scene, rendering_importance, training_march, training_samples
 from hero.quant.export import export as export_model
 from hero.quant.export import load_export
 from hero.quant.policy import Policy, PolicyError, load_policy, policy_from_dict
@@ -32,7 +31,7 @@ MIXED = {"tables": [8, 5, 3, 2], "weights": [8, 4, 6, 3, 5], "activations": [8, 
 @pytest.fixture(scope="module")
 def setup(tiny_ckpt):
     model, meta = checkpoint.load(tiny_ckpt)
-    scene = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
+    scene = checkpoint_scene(meta, "train")
     pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=256)
     return model, pos, dirs, calibrate_ranges(model, pos, dirs)
 
@@ -271,7 +270,7 @@ def test_per_channel_scales_and_the_sh_step(setup):
 def test_weight_calibration_inputs_follow_the_rendered_light(tiny_ckpt):
     """Density inputs are drawn by transmittance, colour inputs by rendering weight."""
     model, meta = checkpoint.load(tiny_ckpt)
-    scene = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
+    scene = checkpoint_scene(meta, "train")
     s = training_march(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=256)
     imp = rendering_importance(model, s)
     for p in imp.values():

@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from hero import checkpoint
-from hero.data.scene import load_scene
 from hero.nerf.model import sh_encode
-from hero.quant.calib import training_samples
+from hero.quant.calib import checkpoint_scene, training_samples
 from hero.quant.export import export
 from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges
 from rtl.gen import heu, mlp_engine
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.verilator
 def exported(tiny_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("qrtl")
     model, meta = checkpoint.load(tiny_ckpt)
-    scene = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
+    scene = checkpoint_scene(meta, "train")
     pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=128)
     qn = QuantizedNeRF(model, mixed_policy(model), calibrate_ranges(model, pos, dirs))
     n = 16

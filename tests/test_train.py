@@ -182,3 +182,38 @@ def test_cli_ctrl_c_exits_130_with_one_line(scene_dir, tmp_path):
     step = int(re.search(r"interrupted at step (\d+); state saved in .*checkpoint\.pt; rerun the same command to "
                          r"resume", lines[0]).group(1))
     assert step >= 1 and checkpoint.load_state(ckpt)["step"] == step
+
+
+def test_a_checkpoint_works_from_any_folder(scene_dir, tmp_path, monkeypatch):
+    """The scene's folder is recorded absolute; an old checkpoint's relative one is found from a folder above
+    it; a scene that is gone is named in one clear error."""
+    from hero.data import DataError
+    from hero.quant.calib import checkpoint_scenes
+
+    proj = tmp_path / "proj"
+    (proj / "runs" / "data").mkdir(parents=True)
+    data = procedural.build(proj / "runs" / "data" / "scene", size=16, n_train=2, n_val=1, n_test=1)
+    monkeypatch.chdir(proj)
+    train(cfg("runs/data/scene", "runs/a", steps=2))
+    monkeypatch.chdir(tmp_path)
+    _, meta = checkpoint.load(proj / "runs" / "a" / "checkpoint.pt")
+    assert meta["data"] == str(data) and meta["render"].data == str(data) and meta["render"].downscale == 1
+    assert len(checkpoint_scenes(meta)[2].c2w) == 1
+    # a checkpoint from before: the path relative to the folder it was made in, opened from elsewhere
+    st = checkpoint.load_state(proj / "runs" / "a" / "checkpoint.pt")
+    checkpoint.save(proj / "runs" / "b" / "checkpoint.pt", {**st, "data": "runs/data/scene"})
+    assert checkpoint.load(proj / "runs" / "b" / "checkpoint.pt")[1]["data"] == str(data)
+    checkpoint.save(tmp_path / "c.pt", {**st, "data": str(tmp_path / "gone")})
+    with pytest.raises(DataError, match="gone.*the scene this checkpoint was trained on is not there"):
+        checkpoint_scenes(checkpoint.load(tmp_path / "c.pt")[1])
+    res = subprocess.run([sys.executable, "-m", "sim_py.report", "--ckpt", str(tmp_path / "c.pt"),
+                          "--out", str(tmp_path / "rep")], capture_output=True, text=True)
+    assert res.returncode == 2 and "not there" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_procedural_scene_is_built_in_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("HERO_CACHE", str(tmp_path / "cache"))
+    assert procedural.default_folder() == tmp_path / "cache" / "procedural"
+    monkeypatch.delenv("HERO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert procedural.default_folder() == tmp_path / "xdg" / "hero" / "procedural"

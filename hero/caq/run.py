@@ -86,7 +86,7 @@ def caq(ckpt: str | Path, out: str | Path, target: str = "mgl", psnr_target: flo
     out = Path(out)
     t0 = time.perf_counter()
     model, meta = checkpoint.load(ckpt)
-    grid, dt, max_steps, bg = meta["occupancy"], meta["dt"], meta["max_steps"], meta["background"]
+    grid, dt, max_steps, bg = meta["render"].render_args()
     train_scene, _, test_scene = checkpoint_scenes(meta)
     field = CAQField(model)
     groups = {"model": field.model_parameters(), "ranges": field.range_parameters(), "bits": field.bit_parameters()}
@@ -214,7 +214,7 @@ def float_loss(model, grid, scene, dt, max_steps, bg, rays, seed) -> float:
 
 def finish(field: CAQField, meta, test_scene, out: Path, settings, loss_fp, t_loss, step, test_views, seconds) -> dict:
     """CAQ's own figures (its fake-quantized model on the test views), and its widths as a policy."""
-    grid, dt, max_steps, bg = meta["occupancy"], meta["dt"], meta["max_steps"], meta["background"]
+    grid, dt, max_steps, bg = meta["render"].render_args()
     field.eval()
     ev = evaluate_views(field, grid, test_scene, dt, max_steps, bg, test_views, out / "renders")
     s = frame_samples(grid, torch.from_numpy(test_scene.c2w[0]), camera_meta(test_scene), dt, max_steps)

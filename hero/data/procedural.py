@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,14 @@ def render_view(c2w: np.ndarray, size: int, supersample: int = 2) -> np.ndarray:
     a = rgba[..., 3:].mean((1, 3))
     rgb = rgba[..., :3].sum((1, 3)) / np.maximum(rgba[..., 3:].sum((1, 3)), 1e-9)  # straight alpha
     return np.concatenate([rgb, a], -1)
+
+
+def default_folder() -> Path:
+    """Where `--data procedural` builds the scene: $HERO_CACHE/procedural, else
+    $XDG_CACHE_HOME/hero/procedural, else ~/.cache/hero/procedural (absolute: a checkpoint that
+    records it works from any current folder)."""
+    root = os.environ.get("HERO_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hero"
+    return (Path(root) / "procedural").absolute()
 
 
 def build(out: str | Path, size: int = 100, n_train: int = 60, n_val: int = 8, n_test: int = 16) -> Path:

@@ -3,6 +3,8 @@ scenes and activation ranges."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from hero.data import DataError
@@ -57,14 +59,21 @@ def rendering_importance(model, s: Samples, uniform_share: float = UNIFORM_SHARE
     return {"density": mix(trans), "color": mix(weight)}
 
 
+def checkpoint_scene(meta: dict, split: str):
+    """One split of a checkpoint's scene, at its training downscale (meta from hero.checkpoint.load)."""
+    r = meta["render"]
+    if not Path(r.data).exists():
+        raise DataError(r.data, "the scene this checkpoint was trained on is not there (the checkpoint records "
+                                "that folder); put the scene back there, or retrain on its new place")
+    return load_scene(r.data, split, r.downscale)
+
+
 def checkpoint_scenes(meta: dict) -> tuple:
     """(train, val, test) scenes of a checkpoint at its training downscale; val is train when the
     scene has no val split."""
-    downscale = meta["config"].get("downscale", 1)
-    train = load_scene(meta["data"], "train", downscale)
-    test = load_scene(meta["data"], "test", downscale)
+    train, test = checkpoint_scene(meta, "train"), checkpoint_scene(meta, "test")
     try:
-        val = load_scene(meta["data"], "val", downscale)
+        val = checkpoint_scene(meta, "val")
     except DataError:
         val = train
     return train, val, test
@@ -73,5 +82,6 @@ def checkpoint_scenes(meta: dict) -> tuple:
 def calibrated_ranges(model, meta: dict, train_scene, seed: int = 0):
     """Activation ranges of `model` on 4096 training rays, and each layer's weight-calibration inputs
     drawn by rendering importance."""
-    s = training_march(meta["occupancy"], train_scene, meta["dt"], meta["max_steps"], n_rays=4096, seed=seed)
+    r = meta["render"]
+    s = training_march(r.grid, train_scene, r.dt, r.max_steps, n_rays=4096, seed=seed)
     return calibrate_ranges(model, s.positions, s.directions, importance=rendering_importance(model, s))
