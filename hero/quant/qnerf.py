@@ -90,8 +90,11 @@ def _mse_scale(x: torch.Tensor, bits: int) -> float:
     qmax = (1 << (bits - 1)) - 1
     amax = max(float(v.abs().max()), 1e-12)
     scales = CLIP_RATIOS * amax / qmax
-    q = quantize_symmetric(v[None, :], bits, scales[:, None]) * scales[:, None]  # every candidate at once
-    return float(scales[int(((q - v[None, :]) ** 2).sum(1).argmin())])
+    err = torch.empty_like(scales)
+    for i in range(len(scales)):  # one candidate at a time: a (41, N) temporary is 13x slower (memory)
+        s = scales[i:i + 1, None]
+        err[i:i + 1] = quantize_symmetric(v[None, :], bits, s).mul_(s).sub_(v[None, :]).pow_(2).sum(1)
+    return float(scales[int(err.argmin())])
 
 
 def output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor, per_channel: bool = True) -> torch.Tensor:
@@ -108,18 +111,30 @@ def _output_error_scale(w: torch.Tensor, bits: int, x: torch.Tensor, per_channel
     max |w|; without, one ratio of the whole matrix's max |w| serves every column. Better than the
     weights' own MSE: the inputs that carry large values are the ones whose rounding matters.
     """
-    w, x = w.detach().double(), x.detach().double()
+    w, h = w.detach().double(), gram(x)
     qmax = (1 << (bits - 1)) - 1
     amax = (w.abs().amax(0) if per_channel else w.abs().max().expand(w.shape[1])).clamp(min=1e-12)
     best, best_err = amax / qmax, torch.full_like(amax, float("inf"))
     for r in CLIP_RATIOS.tolist():
         s = r * amax / qmax
-        err = (x @ (w - quantize_symmetric(w, bits, s) * s)).pow(2).sum(0)
+        err = output_errors(w - quantize_symmetric(w, bits, s) * s, h)
         if not per_channel:
             err = err.sum().expand_as(err)
         better = err < best_err
         best, best_err = torch.where(better, s, best), torch.where(better, err, best_err)
     return best
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """x^T x (K, K) in float64 of samples x (N, K): what a layer's output error depends on."""
+    x = x.detach().double()
+    return x.t() @ x
+
+
+def output_errors(d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Per output column c, ||x @ d[:, c]||^2 = d_c^T (x^T x) d_c, from the Gram matrix h = gram(x):
+    K*K*C operations instead of N*K*C."""
+    return (d * (h @ d)).sum(0)
 
 
 def weight_scales(w: torch.Tensor, bits: int, mode: str, per_channel: bool = True) -> torch.Tensor:
@@ -158,9 +173,10 @@ def _gptq_round(w: torch.Tensor, bits: int, scale: torch.Tensor, x: torch.Tensor
     integers only where they lower that column's output error (the error feedback can push weights
     into the range the column's clipping scale cuts off); elsewhere it rounds to nearest.
     """
-    w, x, scale = w.detach().double(), x.detach().double(), torch.as_tensor(scale, dtype=torch.float64)
+    w, scale = w.detach().double(), torch.as_tensor(scale, dtype=torch.float64)
     w0, w = w, w.clone()
-    h = x.t() @ x
+    h0 = gram(x)
+    h = h0.clone()
     diag = torch.diagonal(h)
     dead = diag == 0  # inputs never active in calibration: nothing to compensate, round to nearest
     h[dead, dead] = 1.0
@@ -172,7 +188,7 @@ def _gptq_round(w: torch.Tensor, bits: int, scale: torch.Tensor, x: torch.Tensor
         err = (w[k] - q[k] * scale) / u[k, k]
         w[k + 1:] -= u[k, k + 1:, None] * err[None, :]
     nearest = quantize_symmetric(w0, bits, scale)
-    out_err = [(x @ (w0 - v * scale)).pow(2).sum(0) for v in (q, nearest)]
+    out_err = [output_errors(w0 - v * scale, h0) for v in (q, nearest)]
     return torch.where((out_err[0] <= out_err[1])[None, :], q, nearest).long()
 
 
@@ -418,6 +434,11 @@ class QuantizedNeRF:
         y = ia.requantize(acc, q.rq)
         return y.clamp(min=0) if q.relu_after else y
 
+    def sh_int(self, sh: torch.Tensor) -> torch.Tensor:
+        """The host's SH values (N, 16) as the colour net's integer inputs."""
+        fmt = next(x for x in self.layers if x.name == "color.fc0").in_fmt
+        return fmt.saturate(round_half_up(sh.double() / self.sh_scale).long())
+
     @torch.no_grad()
     def trace_int(self, positions: torch.Tensor, sh: torch.Tensor) -> dict:
         """Every integer on the way: 'encoding' (HEU output), and per layer 'in.<name>' and 'acc.<name>'."""
@@ -432,9 +453,7 @@ class QuantizedNeRF:
         h = self._requant_int(q["density.fc0"], run("density.fc0", t["encoding"]))
         acc1 = run("density.fc1", h)
         geo = ia.requantize(acc1[:, 1:], q["density.fc1"].rq)
-        fmt = q["color.fc0"].in_fmt
-        sh_int = fmt.saturate(round_half_up(sh.double() / self.sh_scale).long())
-        c = self._requant_int(q["color.fc0"], run("color.fc0", torch.cat([geo, sh_int], -1)))
+        c = self._requant_int(q["color.fc0"], run("color.fc0", torch.cat([geo, self.sh_int(sh)], -1)))
         c = self._requant_int(q["color.fc1"], run("color.fc1", c))
         run("color.fc2", c)
         return t
@@ -443,9 +462,14 @@ class QuantizedNeRF:
     def forward_int(self, positions: torch.Tensor, sh: torch.Tensor):
         """Density [N] and colour [N, 3] from positions and SH-encoded directions, in the RTL's integers."""
         t = self.trace_int(positions, sh)
+        return self.host_outputs(t["acc.density.fc1"][:, 0], t["acc.color.fc2"])
+
+    def host_outputs(self, density_acc: torch.Tensor, color_acc: torch.Tensor):
+        """Density [N] and colour [N, 3] from the raw accumulators that leave the engine (density.fc1's
+        output 0, color.fc2's outputs): the host's trunc_exp and sigmoid."""
         q = {layer.name: layer for layer in self.layers}
-        sigma = trunc_exp(t["acc.density.fc1"][:, 0].double() * q["density.fc1"].w_scale[0]).float()
-        rgb = torch.sigmoid(t["acc.color.fc2"].double() * q["color.fc2"].w_scale).float()
+        sigma = trunc_exp(density_acc.double() * q["density.fc1"].w_scale[0]).float()
+        rgb = torch.sigmoid(color_acc.double() * q["color.fc2"].w_scale).float()
         return sigma, rgb
 
     # -- the fake-quant path: float, differentiable ----------------------------------------------------
