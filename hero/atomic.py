@@ -13,8 +13,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from hero.cli import BadInput
 
-class OutputError(ValueError):
+
+class OutputError(BadInput):
     """A result cannot be written where it was asked to go; the message names the path."""
 
 

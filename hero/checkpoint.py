@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 
 from hero import atomic
+from hero.cli import BadInput
 
 #: What python -m hero.train writes, and what checkpoint.load needs.
 TRAIN_KEYS = ("model", "occupancy", "config", "aabb", "camera", "dt", "max_steps", "background", "data")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BadInput):
     """A file that should be a checkpoint (or a saved run state) is not one; the message names it."""
 
 
@@ -37,7 +38,7 @@ def load_state(path: str | Path, device: str = "cpu") -> dict:
         st = torch.load(path, map_location=device, weights_only=False)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError,
             AttributeError, ImportError, IndexError, KeyError, TypeError) as e:
-        why = "empty file" if path.stat().st_size == 0 else f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        why = "empty file" if path.stat().st_size == 0 else _why(e)
         raise CheckpointError(f"{path}: not a checkpoint (or saved run state), or a truncated one ({why}); "
                               "delete a broken one to start that run over") from None
     if not isinstance(st, dict):
@@ -45,11 +46,30 @@ def load_state(path: str | Path, device: str = "cpu") -> dict:
     return st
 
 
+def _why(e: BaseException) -> str:
+    """An exception in a few words: its type and the first line of its message."""
+    first = (str(e).splitlines() or [""])[0][:120]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+#: Run states that are not checkpoints: (a key only that state has, what it is).
+STATE_KINDS = (("agent", "a search state (search_state.pt)"), ("ranges", "a QAT state (qat_state.pt)"),
+               ("field", "a CAQ state (caq_state.pt)"), ("trace", "a search state (search_state.pt)"))
+
+
 def check_train_state(st: dict, path: str | Path) -> dict:
     """`st` must be a checkpoint of python -m hero.train (a search or QAT state is not)."""
     missing = [k for k in TRAIN_KEYS if k not in st]
     if missing:
-        raise CheckpointError(f"{path}: not a checkpoint of python -m hero.train (no {', '.join(map(repr, missing))})")
+        kind = next((f"it is {what}" for key, what in STATE_KINDS if key in st), None)
+        raise CheckpointError(f"{path}: not a checkpoint of python -m hero.train "
+                              f"({kind or 'no ' + ', '.join(map(repr, missing))}); give the checkpoint.pt that "
+                              "hero.train wrote")
+    for key, kind in (("config", dict), ("model", dict), ("occupancy", dict), ("data", str)):
+        if not isinstance(st[key], kind):
+            got = type(st[key]).__name__
+            raise CheckpointError(f"{path}: a damaged checkpoint: its {key!r} is {'an' if got[0] in 'aeiou' else 'a'} "
+                                  f"{got}, expected a {kind.__name__} (python -m hero.train writes one)")
     return st
 
 
@@ -109,13 +129,16 @@ def load(path: str | Path, device: str = "cpu"):
         model.load_state_dict(st["model"])
         grid = OccupancyGrid(st["aabb"], cfg["model"]["grid_res"]).to(device)
         grid.load_state_dict(st["occupancy"])
-    except (KeyError, TypeError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{path}: the model in it does not match its config "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        data = locate_data(st["data"], path)
+        render = RenderSettings(data, _downscale(cfg), grid, float(st["dt"]), int(st["max_steps"]),
+                                float(st["background"]))
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: its model or render settings do not load "
+                              f"({_why(e)}); expected a checkpoint "
+                              "written by python -m hero.train") from None
     model.eval()
     meta = {k: v for k, v in st.items() if k not in ("model", "optimizer", "occupancy")}
     meta["occupancy"] = grid
-    meta["data"] = locate_data(st["data"], path)
-    meta["render"] = RenderSettings(meta["data"], _downscale(cfg), grid, float(st["dt"]),
-                                    int(st["max_steps"]), float(st["background"]))
+    meta["data"] = data
+    meta["render"] = render
     return model, meta

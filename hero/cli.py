@@ -10,9 +10,45 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 BAD_INPUT = 2  # the exit status of every refusal
 INTERRUPTED = 130  # the shell's status for SIGINT
+
+
+class BadInput(ValueError):
+    """Input a command cannot use: a file (or a field in it), a folder or a flag. The message names it, says
+    what is wrong and what would be right. Every command answers it with one line and exit status BAD_INPUT.
+    The errors of each input kind derive from it: DataError (scenes), CheckpointError (checkpoints and
+    run states), PolicyError (policy JSON), HardwareError (hardware TOML), OutputError (--out)."""
+
+    @classmethod
+    def at(cls, path, problem: str) -> BadInput:
+        """The error for `problem` (what is wrong, what would be right) with the file at `path`."""
+        return cls(f"{path}: {problem}")
+
+
+def read_file(path, expected: str, error: type[BadInput] = BadInput, parse=None, syntax: str = "text"):
+    """An input text file, parsed by `parse` (json.loads, tomllib.loads: anything raising ValueError on bad
+    syntax); `error` naming the file when it is a folder, missing, unreadable, not UTF-8 or not valid `syntax`.
+    `expected` says what the file should be ("a policy JSON file")."""
+    path = Path(path)
+    if path.is_dir():
+        raise error.at(path, f"is a folder, expected {expected}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error.at(path, f"no such file (expected {expected})") from None
+    except UnicodeDecodeError:
+        raise error.at(path, f"not valid {syntax} (not UTF-8 text)") from None
+    except OSError as e:
+        raise error.at(path, f"cannot be read ({e.strerror})") from None
+    if parse is None:
+        return text
+    try:
+        return parse(text)
+    except ValueError as e:  # json.JSONDecodeError, tomllib.TOMLDecodeError
+        raise error.at(path, f"not valid {syntax} ({e})") from None
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,8 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hero import atomic, checkpoint
+from hero import atomic, checkpoint, cli
 from hero.data.rays import pixel_rays
+from hero.intarith import MAX_WBITS, MIN_WBITS
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.metrics import mse_to_psnr
 from hero.nerf.render import camera_meta, prepare_rays, render_rays
@@ -169,42 +169,59 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     return result
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m hero.qat", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser() -> cli.ArgumentParser:
+    ap = cli.ArgumentParser(prog="python -m hero.qat", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, required=True, help="checkpoint from python -m hero.train")
-    ap.add_argument("--policy", required=True, help="policy JSON file, or uniformN (e.g. uniform4)")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--steps", type=int, default=STEPS)
-    ap.add_argument("--lr", type=float, default=LR)
-    ap.add_argument("--rays", type=int, default=RAYS, help="rays per step")
-    ap.add_argument("--held-out-rays", type=int, default=HELD_OUT_RAYS,
+    ap.add_argument("--policy", required=True,
+                    help=f"policy JSON file, or uniformN with N in {MIN_WBITS}..{MAX_WBITS} (e.g. uniform4)")
+    ap.add_argument("--out", type=Path, required=True, help="results folder; rerunning the same command resumes")
+    ap.add_argument("--steps", type=cli.number(int, lo=0), default=STEPS, help="QAT steps (0: PTQ only)")
+    ap.add_argument("--lr", type=cli.number(float, lo=0), default=LR)
+    ap.add_argument("--rays", type=cli.number(int, lo=1), default=RAYS, help="rays per step")
+    ap.add_argument("--held-out-rays", type=cli.number(int, lo=1), default=HELD_OUT_RAYS,
                     help="val-split rays that select the model kept (default %(default)s)")
-    ap.add_argument("--test-views", type=int, default=None, help="evaluate the first N test views (default all)")
+    ap.add_argument("--test-views", type=cli.number(int, lo=1), default=None,
+                    help="evaluate the first N test views (default all)")
     ap.add_argument("--tables", choices=("uniform", "kmeans"), default="uniform")
     ap.add_argument("--no-fuse-relu", action="store_true", help="quantize before the ReLU (for comparison)")
     ap.add_argument("--rounding", choices=ROUNDINGS, default="gptq",
                     help="weights' integers: GPTQ on calibration inputs (default) or round to nearest")
     ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def uniform_bits(name: str) -> int | None:
+    """N of a policy named uniformN (None for a file name); BadInput when N is not a bit width."""
+    if not (name.startswith("uniform") and name[7:].isdigit()):
+        return None
+    bits = int(name[7:])
+    if not MIN_WBITS <= bits <= MAX_WBITS:
+        raise cli.BadInput(f"--policy {name}: uniform bits must be {MIN_WBITS}..{MAX_WBITS}")
+    return bits
+
+
+def main(argv=None) -> int:
+    ap = parser()
     a = ap.parse_args(argv)
+    if a.ckpt.is_dir():
+        ap.error(f"--ckpt {a.ckpt}: is a folder, expected a checkpoint file (.pt)")
     if not a.ckpt.is_file():
         ap.error(f"--ckpt {a.ckpt}: no such file")
-    if a.steps < 0 or a.rays < 1 or a.held_out_rays < 1 or not a.lr >= 0:
-        ap.error("--steps and --lr must be >= 0, --rays and --held-out-rays >= 1")
-    try:
-        policy = a.policy
-        if policy.startswith("uniform") and policy[7:].isdigit():
-            model, _ = checkpoint.load(a.ckpt)
-            bits = int(policy[7:])
-            if not 2 <= bits <= 8:
-                ap.error(f"--policy {policy}: uniform bits must be 2..8")
-            policy = Policy.uniform(model, bits)
+    try:  # everything a user can get wrong is refused here, before seconds of work
+        bits = uniform_bits(a.policy)
+        atomic.check_folder(a.out)
+        model, _ = checkpoint.load(a.ckpt)
+        policy = Policy.uniform(model, bits) if bits is not None else load_policy(a.policy, model)
+        if (a.out / STATE).exists():
+            checkpoint.load_state(a.out / STATE)  # a broken state is named before the work
         res = qat(a.ckpt, policy, a.out, steps=a.steps, lr=a.lr, rays=a.rays, test_views=a.test_views,
                   fuse_relu=not a.no_fuse_relu, tables=a.tables, progress=not a.no_progress, rounding=a.rounding,
                   held_out=a.held_out_rays)
-    except (PolicyError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as e:  # the last checkpointed step is kept in <out>/qat_state.pt
+        return cli.interrupted(e)
+    except ValueError as e:  # BadInput (scene, checkpoint, policy, --out) and bad settings
+        return cli.refuse(str(e))
     print(f"QAT {res['steps']} steps (kept step {res['best_step']}: val PSNR {res['val_psnr']:.2f} dB, "
           f"PTQ {res['val_psnr_ptq']:.2f}): test PSNR {res['psnr']:.2f} dB, SSIM {res['ssim']:.4f}, "
           f"{res['size_bits']['total'] / 8 / 1024:.1f} KiB ({res['compression']:.1f}x smaller than FP32) "

@@ -337,7 +337,7 @@ def train(config: dict, on_step=None) -> dict:
     return result
 
 
-def main(argv=None) -> int:
+def parser() -> cli.ArgumentParser:
     ap = cli.ArgumentParser(prog="python -m hero.train", description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="procedural",
                     help="scene folder or transforms.json, or 'procedural' (default: the built-in scene)")
@@ -359,15 +359,15 @@ def main(argv=None) -> int:
                     help="hard-sample mining: backward only on the hardest samples (or rays) of a batch")
     ap.add_argument("--hard-unit", choices=HARD_UNITS, default="samples",
                     help="hard mining selects samples (Korhonen et al., default) or whole rays")
-    ap.add_argument("--hard-keep", type=float, default=0.25,
+    ap.add_argument("--hard-keep", type=cli.number(float, lo=0, hi=1, lo_open=True), default=0.25,
                     help="hard mining: share of the batch's samples that get a backward, in (0, 1]")
     ap.add_argument("--seed", type=cli.number(int, lo=0), default=0)
     ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    try:
-        check_hard_keep(a.hard_keep, "--hard-keep")
-    except ValueError as e:
-        ap.error(str(e))
+    return ap
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
     cfg = default_config(data=a.data, preset=a.preset, out=a.out, downscale=a.downscale, steps=a.steps,
                          minutes=a.minutes, device=a.device, eval_every=a.eval_every, ckpt_every=a.ckpt_every,
                          test_views=a.test_views, hard_mining=a.hard_mining, hard_unit=a.hard_unit,

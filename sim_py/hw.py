@@ -11,10 +11,12 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from hero.cli import BadInput, read_file
+
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 
-class HardwareError(ValueError):
+class HardwareError(BadInput):
     """A hardware description that cannot be used, with the file and key that are wrong."""
 
 
@@ -93,18 +95,7 @@ def load_hardware(name_or_path: str | Path) -> HardwareConfig:
         if not path.exists():
             raise HardwareError(f"hardware '{name_or_path}': no such file or preset "
                                 f"(presets: {', '.join(preset_names())})")
-    if path.is_dir():
-        raise HardwareError(f"{path}: is a folder, expected a TOML file or a preset name")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HardwareError(f"{path}: no such file") from None
-    except OSError as e:
-        raise HardwareError(f"{path}: cannot be read ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise HardwareError(f"{path}: not valid TOML (not UTF-8 text)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise HardwareError(f"{path}: not valid TOML ({e})") from None
+    raw = read_file(path, "a TOML file or a preset name", HardwareError, tomllib.loads, "TOML")
     return hardware_from_dict(raw, str(path))
 
 
@@ -118,7 +109,11 @@ def hardware_from_dict(raw: dict, where: str = "hardware description") -> Hardwa
     fields = {f.name for f in dataclasses.fields(HardwareConfig)}
     unknown = sorted(set(flat) - fields)
     if unknown:
-        raise HardwareError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        raise HardwareError(f"{where}: unknown key(s) {', '.join(unknown)}; the keys are name, sources, "
+                            f"{', '.join(_RULES)} (see sim_py/presets/)")
+    for key in ("name", "sources"):
+        if key in flat and not isinstance(flat[key], str):
+            raise HardwareError(f"{where}: {key} must be a string, got {flat[key]!r}")
     missing = sorted(k for k in _RULES if k not in flat)
     if missing:
         raise HardwareError(f"{where}: missing key(s) {', '.join(missing)}")
@@ -131,6 +126,10 @@ def hardware_from_dict(raw: dict, where: str = "hardware description") -> Hardwa
             raise HardwareError(f"{where}: {key} must be {need}{' and a power of two' if pow2 else ''}, "
                                 f"got {value!r}")
         flat[key] = kind(value)
+    set_bytes = flat["cache_line_bytes"] * flat["cache_ways"]
+    if 0 < flat["cache_kib"] * 1024 < set_bytes:
+        raise HardwareError(f"{where}: cache_kib {flat['cache_kib']:g} is smaller than one set of cache_ways x "
+                            f"cache_line_bytes = {set_bytes} bytes; give 0 (no cache) or at least {set_bytes / 1024:g}")
     flat.setdefault("name", Path(where).stem)
     flat.setdefault("sources", "")
     return HardwareConfig(**flat)

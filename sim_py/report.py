@@ -28,7 +28,7 @@ COLOURS = {"encoding": "#4C72B0", "mlp": "#DD8452", "memory_stall": "#C44E52", "
 
 def parse_uniform(name: str) -> int:
     if not name.startswith("uniform") or not name[7:].isdigit():
-        raise ValueError(f"--policies: '{name}' is not a policy name of the form uniformN (e.g. uniform4)")
+        raise cli.BadInput(f"--policies: '{name}' is not a policy name of the form uniformN (e.g. uniform4)")
     return int(name[7:])
 
 
@@ -44,7 +44,7 @@ def frame_workload_from_checkpoint(ckpt: Path, view: int = 0, **kw) -> Workload:
     r = meta["render"]
     scene = checkpoint_scene(meta, "test")
     if not 0 <= view < len(scene.c2w):
-        raise ValueError(f"--view {view}: the test split has {len(scene.c2w)} views")
+        raise cli.BadInput(f"--view {view}: the test split has {len(scene.c2w)} views (give 0..{len(scene.c2w) - 1})")
     return workload_from_frame(model, r.grid, torch.from_numpy(scene.c2w[view]), camera_meta(scene), r.dt,
                                r.max_steps, name=f"{Path(r.data).name} test view {view}", **kw)
 
@@ -86,26 +86,30 @@ def plot(results: dict[str, Breakdown], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+def parser() -> cli.ArgumentParser:
     ap = cli.ArgumentParser(prog="python -m sim_py.report", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, required=True, help="a checkpoint from python -m hero.train")
     ap.add_argument("--hw", default="fpga_ecp5", help="hardware preset name or TOML file")
     ap.add_argument("--backend", default="rtl_calibrated", choices=BACKENDS)
     ap.add_argument("--policies", default="uniform8,uniform4")
-    ap.add_argument("--view", type=int, default=0, help="test view index")
+    ap.add_argument("--view", type=cli.number(int, lo=0), default=0, help="test view index")
     ap.add_argument("--out", type=Path, required=True)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
     try:
         policies = {p: parse_uniform(p) for p in a.policies.split(",")}
         hw = load_hardware(a.hw)
         for name, b in policies.items():
             if not MIN_WBITS <= b <= hw.max_wbits:
-                raise ValueError(f"--policies {name}: {hw.name} takes {MIN_WBITS}..{hw.max_wbits} bits")
-        if a.view < 0:
-            raise ValueError(f"--view {a.view}: a test view index is >= 0")
+                raise cli.BadInput(f"--policies {name}: {hw.name} takes {MIN_WBITS}..{hw.max_wbits} bits")
+        if a.ckpt.is_dir():
+            raise cli.BadInput(f"--ckpt {a.ckpt}: is a folder, expected a checkpoint file (.pt)")
         if not a.ckpt.is_file():
-            raise ValueError(f"--ckpt {a.ckpt}: no such file")
+            raise cli.BadInput(f"--ckpt {a.ckpt}: no such file")
         atomic.check_folder(a.out)
         wl = frame_workload_from_checkpoint(a.ckpt, a.view)
         fm = FrameModel(wl, hw, get_backend(a.backend))

@@ -226,10 +226,10 @@ def field_model(ckpt):
 
 @pytest.mark.parametrize("args, message", [
     (["--target", "max"], "argument --target: invalid choice: 'max'"),
-    (["--steps", "0"], "--steps 0: out of range"),
-    (["--lambda", "-1"], "--lambda -1.0: out of range"),
-    (["--psnr-target", "0"], "--psnr-target 0.0: out of range"),
-    (["--rays", "x"], "argument --rays: invalid int value: 'x'"),
+    (["--steps", "0"], "--steps: 0 is out of range; expected an integer >= 1"),
+    (["--lambda", "-1"], "--lambda: -1 is out of range; expected a number >= 0"),
+    (["--psnr-target", "0"], "--psnr-target: 0 is out of range; expected a number > 0 and <= 100"),
+    (["--rays", "x"], "argument --rays: 'x' is not an integer; expected an integer >= 1"),
     (["--ckpt", "nope.pt"], "--ckpt nope.pt: no such file"),
 ])
 def test_cli_refuses_bad_flags(tiny_ckpt, tmp_path, args, message):

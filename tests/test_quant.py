@@ -1,6 +1,8 @@
 """hero.quant: policies, the fake-quant and integer paths, size, export."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -133,7 +135,13 @@ def test_size_counts_bits(setup):
 def test_export_roundtrip(setup, tmp_path):
     model, pos, dirs, ranges = setup
     qn = QuantizedNeRF(model, mixed_policy(model), ranges)
-    path = export_model(qn, tmp_path / "q.npz")
+    mask = os.umask(0o022)
+    try:
+        path = export_model(qn, tmp_path / "q.npz")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # the umask's permissions, not mkstemp's 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["q.npz"]  # no temporary file left behind
     ex = load_export(path)
     assert ex.levels == qn.levels
     for t_ex, t in zip(ex.tables, qn.tables_int(), strict=True):

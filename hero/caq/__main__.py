@@ -22,13 +22,16 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, required=True, help="results folder; rerunning the same command resumes")
     ap.add_argument("--target", choices=TARGETS, default="mgl",
                     help="mdl: keep the float model's loss; mgl: reach --psnr-target (default)")
-    ap.add_argument("--psnr-target", type=float, default=30.0, help="MGL's PSNR target in dB (default 30)")
-    ap.add_argument("--lambda", dest="lam", type=float, default=1e-3, help="weight of the bit penalty (1e-3)")
-    ap.add_argument("--steps", type=int, default=CAQ_STEPS, help=f"QAT steps (CAQ: {CAQ_STEPS})")
-    ap.add_argument("--rays", type=int, default=4096, help="rays per step (CAQ: 4096)")
-    ap.add_argument("--calib-batches", type=int, default=100, help="PTQ calibration batches (CAQ: about 100)")
-    ap.add_argument("--test-views", type=int, default=5, help="test views for CAQ's own PSNR")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--psnr-target", type=cli.number(float, lo=0, hi=100, lo_open=True), default=30.0,
+                    help="MGL's PSNR target in dB, in (0, 100] (default 30)")
+    ap.add_argument("--lambda", dest="lam", type=cli.number(float, lo=0), default=1e-3,
+                    help="weight of the bit penalty, >= 0 (1e-3)")
+    ap.add_argument("--steps", type=cli.number(int, lo=1), default=CAQ_STEPS, help=f"QAT steps (CAQ: {CAQ_STEPS})")
+    ap.add_argument("--rays", type=cli.number(int, lo=1), default=4096, help="rays per step (CAQ: 4096)")
+    ap.add_argument("--calib-batches", type=cli.number(int, lo=1), default=100,
+                    help="PTQ calibration batches (CAQ: about 100)")
+    ap.add_argument("--test-views", type=cli.number(int, lo=1), default=5, help="test views for CAQ's own PSNR")
+    ap.add_argument("--seed", type=cli.number(int, lo=0), default=0)
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -36,13 +39,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     ap = parser()
     a = ap.parse_args(argv)
-    for flag, value, ok in (("--steps", a.steps, a.steps >= 1), ("--rays", a.rays, a.rays >= 1),
-                            ("--calib-batches", a.calib_batches, a.calib_batches >= 1),
-                            ("--test-views", a.test_views, a.test_views >= 1), ("--seed", a.seed, a.seed >= 0),
-                            ("--lambda", a.lam, a.lam >= 0),
-                            ("--psnr-target", a.psnr_target, 0 < a.psnr_target < 100)):
-        if not ok:
-            ap.error(f"{flag} {value}: out of range")
     if a.ckpt.is_dir():
         ap.error(f"--ckpt {a.ckpt}: is a folder, expected a checkpoint file (.pt)")
     if not a.ckpt.is_file():

@@ -97,7 +97,7 @@ def caq(ckpt: str | Path, out: str | Path, target: str = "mgl", psnr_target: flo
     state_path, step = out / STATE, 0
     if state_path.exists():
         st = checkpoint.load_state(state_path)
-        if st["settings"] != settings:
+        if st.get("settings") != settings:
             raise ValueError(f"{out} holds a CAQ run with other settings or another checkpoint: use another --out")
         field.load_state_dict(st["field"])
         for k, o in opts.items():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hero.cli import read_file
 from hero.data.camera import lens_from, undistort
 from hero.data.errors import DataError
 from hero.data.scene import (
@@ -25,15 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".bmp", ".tif", ".tiff")
 
 
 def read_json(path: Path) -> dict:
-    if path.is_dir():
-        raise DataError(path, "is a folder, expected a JSON file")
-    if not path.is_file():
-        raise DataError(path, "file is missing")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"not valid JSON ({exc})") from None
+    data = read_file(path, "a JSON file", DataError, json.loads, "JSON")
     if not isinstance(data, dict):
         raise DataError(path, "expected a JSON object at the top level")
     return data
@@ -65,7 +58,7 @@ def split_frames(root: Path, split: str) -> tuple[Path, dict, list[Path], list[n
     """(json path, its contents, image files, poses) of one split."""
     jpath = root / f"transforms_{split}.json"
     meta = read_json(jpath)
-    json_number(meta, "camera_angle_x", jpath, positive=True)
+    json_number(meta, "camera_angle_x", jpath, positive=True, below=math.pi)
     files, poses = [], []
     for i, (fp, fr) in enumerate(frame_list(meta, jpath)):
         files.append(frame_image_path(root, fp))

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from hero.data.errors import DataError
+from hero.data.scene import is_number
 
 OPENCV_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
 FISHEYE_MODELS = ("SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "OPENCV_FISHEYE")
@@ -87,7 +88,7 @@ def lens_from(cam: dict, path: Path) -> Lens:
     coeffs = {}
     for key in COEFFICIENTS:
         v = cam.get(key, 0.0)
-        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+        if not is_number(v) or not np.isfinite(v):
             raise DataError(path, f"{key!r} is {json.dumps(v)[:60]}, expected a finite number")
         coeffs[key] = float(v)
     model = cam.get("camera_model")

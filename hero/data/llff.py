@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hero.data.errors import DataError
-from hero.data.scene import Scene, check_same_size, image_size, scaled_size, stack_images
+from hero.data.scene import Scene, check_same_size, image_size, pose_check, scaled_size, stack_images
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 TEST_EVERY = 8  # LLFF convention: every 8th image is held out
@@ -43,14 +43,24 @@ def read_poses(root: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     ppath = root / "poses_bounds.npy"
     if not ppath.is_file():
         raise DataError(ppath, "file is missing")
+    if ppath.stat().st_size == 0:
+        raise DataError(ppath, "is empty; expected an array of shape [N, 17] written by np.save")
     try:
         arr = np.load(ppath)
-    except ValueError:
-        raise DataError(ppath, "not a binary .npy file (np.save writes one; this is text or a pickle)") from None
+    except ValueError as exc:
+        with open(ppath, "rb") as f:
+            binary = f.read(6) == b"\x93NUMPY"
+        why = ("not a binary .npy file (np.save writes one; this is text or a pickle)" if not binary else
+               "holds Python objects, expected an array of numbers" if "allow_pickle" in str(exc) else
+               "truncated or corrupt .npy file (np.save writes a whole one)")
+        raise DataError(ppath, why) from None
     except (OSError, EOFError) as exc:
-        raise DataError(ppath, f"unreadable .npy ({exc})") from None
-    if not np.issubdtype(arr.dtype, np.number):
-        raise DataError(ppath, f"holds {arr.dtype} values, expected numbers")
+        raise DataError(ppath, f"unreadable or truncated .npy ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        arr.close()
+        raise DataError(ppath, "holds an .npz archive, expected one array of shape [N, 17] (np.save, not np.savez)")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise DataError(ppath, f"holds {arr.dtype} values, expected real numbers (float64)")
     if arr.ndim != 2 or arr.shape[1] != 17 or len(arr) == 0:
         raise DataError(ppath, f"pose matrix has shape {list(arr.shape)}, expected [N, 17] (3x5 pose + 2 bounds)")
     if not np.all(np.isfinite(arr)):
@@ -59,8 +69,14 @@ def read_poses(root: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     bounds = arr[:, 15:].astype(np.float64)
     if np.any(bounds <= 0):
         raise DataError(ppath, "has a near/far bound <= 0 (the last two columns must be positive depths)")
+    if np.any(bounds[:, 0] >= bounds[:, 1]):
+        i = int(np.argmax(bounds[:, 0] >= bounds[:, 1]))
+        raise DataError(ppath, f"row {i}: near bound {bounds[i, 0]:g} is not below far bound {bounds[i, 1]:g} "
+                               "(columns 16 and 17 are near, then far)")
     if np.any(poses[:, :, 4] <= 0):
         raise DataError(ppath, "has an image height, width or focal length <= 0 (the pose's 5th column)")
+    for i, m in enumerate(poses):
+        pose_check(m, ppath, f"row {i}")
     return ppath, poses, bounds
 
 
@@ -92,7 +108,7 @@ def load(root: str | Path, split: str = "train", downscale: int = 1) -> Scene:
     d = downscale
     folder = prebuilt(root).get(d, root / "images")
     if not folder.is_dir():
-        raise DataError(folder, "image folder is missing")
+        raise DataError(folder, f"image folder is missing (expected images/ or images_{d}/ beside {ppath.name})")
     files = image_files(folder)
     if len(files) != len(poses):
         raise DataError(folder, f"has {len(files)} images but {ppath.name} has {len(poses)} poses")
@@ -100,6 +116,9 @@ def load(root: str | Path, split: str = "train", downscale: int = 1) -> Scene:
     check_same_size(sizes_, files)
     h_full, w_full, focal_full = poses[0, :, 4]
     w, h = sizes_[0]
+    if abs(w / h - w_full / h_full) > 0.02 * w_full / h_full:
+        raise DataError(files[0], f"image is {w}x{h} but {ppath.name} says {w_full:g}x{h_full:g} (width x height, "
+                                  "from its 5th column: height, width, focal); the aspect ratios must agree")
     if folder.name == "images" and d > 1:
         w, h = scaled_size((w, h), d, files[0])
     focal = focal_full * w / w_full

@@ -26,14 +26,19 @@ def intrinsics(meta: dict, jpath: Path, w: int, h: int) -> tuple[float, float, f
         fx = json_number(meta, "fl_x", jpath, positive=True)
         fy = json_number(meta, "fl_y", jpath, default=fx, positive=True)
     elif "camera_angle_x" in meta:
-        fx = 0.5 * w / math.tan(0.5 * json_number(meta, "camera_angle_x", jpath, positive=True))
-        fy = (0.5 * h / math.tan(0.5 * json_number(meta, "camera_angle_y", jpath, positive=True))
+        fx = 0.5 * w / math.tan(0.5 * json_number(meta, "camera_angle_x", jpath, positive=True, below=math.pi))
+        fy = (0.5 * h / math.tan(0.5 * json_number(meta, "camera_angle_y", jpath, positive=True, below=math.pi))
               if "camera_angle_y" in meta else fx)
     elif "x_fov" in meta or "y_fov" in meta:
         raise DataError(jpath, "'x_fov'/'y_fov' (degrees) are not read here: give 'fl_x' or 'camera_angle_x'")
     else:
         raise DataError(jpath, "no focal length (expected 'fl_x' or 'camera_angle_x')")
-    return fx, fy, json_number(meta, "cx", jpath, default=w / 2.0), json_number(meta, "cy", jpath, default=h / 2.0)
+    cx, cy = json_number(meta, "cx", jpath, default=w / 2.0), json_number(meta, "cy", jpath, default=h / 2.0)
+    for key, c, size in (("cx", cx, w), ("cy", cy, h)):
+        if not 0 <= c <= size:
+            raise DataError(jpath, f"{key!r} is {c:g}, outside the {w}x{h} image; expected a principal point in "
+                                   f"0..{size} (pixels)")
+    return fx, fy, cx, cy
 
 
 def camera(meta: dict, frames: list[tuple[str, dict]], jpath: Path) -> dict:
@@ -71,8 +76,7 @@ def existing_frames(jpath: Path, meta: dict) -> tuple[list[Path], list[np.ndarra
 
 def full_size(jpath: Path, cam: dict, first: Path) -> tuple[int, int]:
     w, h = image_size(first)
-    w0, h0 = int(json_number(cam, "w", jpath, default=w, positive=True)), int(json_number(cam, "h", jpath, default=h,
-                                                                                           positive=True))
+    w0, h0 = (int(json_number(cam, k, jpath, default=v, positive=True, integer=True)) for k, v in (("w", w), ("h", h)))
     if (w0, h0) != (w, h):
         raise DataError(first, f"image is {w}x{h} but {jpath.name} says {w0}x{h0}")
     return w, h

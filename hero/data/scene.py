@@ -87,16 +87,24 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DataError(path, f"unreadable image ({exc})") from None
 
 
+def is_number(v) -> bool:
+    """A JSON number (bool is not one)."""
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def pose_matrix(value, path: Path, what: str) -> np.ndarray:
-    """A 3x4 or 4x4 pose from JSON, as float32 [3, 4]; anything else is a DataError."""
-    try:
-        m = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError(path, f"{what}: pose matrix is not numeric") from None
-    if m.shape not in ((4, 4), (3, 4)):
-        raise DataError(path, f"{what}: pose matrix has shape {list(m.shape)}, expected 4x4 or 3x4")
+    """A 3x4 or 4x4 pose from JSON (a list of rows of numbers), as float32 [3, 4]; anything else is a DataError."""
+    if not isinstance(value, list) or not all(isinstance(r, list) and all(map(is_number, r)) for r in value):
+        raise DataError(path, f"{what}: pose matrix is not numeric ({json.dumps(value)[:60]}); expected 4 rows "
+                              "(or 3) of 4 numbers")
+    if len(value) not in (3, 4) or any(len(r) != 4 for r in value):
+        cols = sorted({len(r) for r in value})
+        shape = f"shape {[len(value), *cols]}" if len(cols) <= 1 else f"{len(value)} rows of {cols} numbers"
+        raise DataError(path, f"{what}: pose matrix has {shape}, expected 4x4 or 3x4")
+    m = np.asarray(value, dtype=np.float64)
     if not np.all(np.isfinite(m)):
         raise DataError(path, f"{what}: pose matrix has non-finite entries")
+    pose_check(m, path, what)
     return m[:3, :4].astype(np.float32)
 
 
@@ -124,17 +132,30 @@ def check_same_size(sizes: list[tuple[int, int]], files: list[Path]) -> None:
                             " (images of one scene must have the same size)")
 
 
-def json_number(d: dict, key: str, path: Path, where: str = "", default=None, positive: bool = False) -> float:
-    """d[key] as a finite float (bool is not a number); `default` if absent and a default is given."""
+def json_number(d: dict, key: str, path: Path, where: str = "", default=None, positive: bool = False,
+                below: float | None = None, integer: bool = False) -> float:
+    """d[key] as a finite float (bool is not a number), > 0 with `positive`, < `below` when given, a whole
+    number with `integer`; `default` if absent and a default is given."""
     if key not in d:
         if default is None:
             raise DataError(path, f"{where}missing {key!r}")
         return float(default)
     v = d[key]
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or (positive and v <= 0):
-        need = "a positive number" if positive else "a finite number"
+    if not is_number(v) or not math.isfinite(v) or (positive and v <= 0) \
+            or (below is not None and v >= below) or (integer and v != int(v)):
+        need = "a positive integer" if integer and positive else "an integer" if integer else \
+            "a positive number" if positive else "a finite number"
+        if below is not None:
+            need += f" below {below:g}"
         raise DataError(path, f"{where}{key!r} is {json.dumps(v)[:60]}, expected {need}")
     return float(v)
+
+
+def pose_check(m: np.ndarray, path: Path, what: str) -> None:
+    """A camera pose's 3x3 rotation part must span three dimensions (a zero or flat matrix gives no rays)."""
+    if abs(float(np.linalg.det(np.asarray(m, np.float64)[:3, :3]))) < 1e-6:
+        raise DataError(path, f"{what}: the pose's 3x3 rotation part is singular (determinant ~0); expected a "
+                              "rotation (determinant +-1)")
 
 
 AUTO = "auto"  # the downscale that picks the factor from the image size (choose_downscale)

@@ -13,13 +13,12 @@ One .npz file, format "hero-qmodel/2":
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hero import atomic
 from hero import intarith as ia
 
 FORMAT = "hero-qmodel/2"  # 2: per-channel weight scales and requantization
@@ -92,10 +91,8 @@ def export(qn, path: str | Path) -> Path:
     arrays = {"meta": np.array(json.dumps(meta)), "table_memory": memory}
     arrays.update({f"table_{i:02d}": t for i, t in enumerate(tables)})
     arrays.update({_key(q.name): q.w_int.numpy().astype(np.int8) for q in qn.layers})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
+    with atomic.open_write(path) as f:  # the umask's permissions, as every result file
         np.savez_compressed(f, **arrays)
-    os.replace(f.name, path)
     return path
 
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hero import atomic
+from hero.cli import BadInput, read_file
 from hero.intarith import ACT_BITS, MAX_WBITS, MIN_WBITS
 
 FORMAT = "hero-policy/1"
 FIRST_LAYER = "density.fc0"  # its input is the HEU's s8 output
 
 
-class PolicyError(ValueError):
+class PolicyError(BadInput):
     """A policy that cannot be applied, naming the file and the entry."""
 
 
@@ -64,22 +65,27 @@ def policy_from_dict(raw, model, where: str = "policy") -> Policy:
         raise PolicyError(f"{where}: format {raw.get('format')!r} is not {FORMAT!r}")
     unknown_sections = sorted(set(raw) - {"format", "tables", "weights", "activations"})
     if unknown_sections:
-        raise PolicyError(f"{where}: unknown section(s) {', '.join(unknown_sections)}")
+        raise PolicyError(f"{where}: unknown section(s) {', '.join(unknown_sections)}; a policy has format, tables, "
+                          "weights and activations")
     units = model.quant_units()
     levels = [n for n, k, _ in units if k == "hash_level"]
     layers = [n for n, k, _ in units if k == "linear"]
-    acts_raw = dict(raw.get("activations", {}))
-    acts_raw.setdefault(FIRST_LAYER, ACT_BITS)
+    acts_raw = raw.get("activations", {})
+    if isinstance(acts_raw, dict):
+        acts_raw = {FIRST_LAYER: ACT_BITS, **acts_raw}
     sections = {"tables": (levels, raw.get("tables")), "weights": (layers, raw.get("weights")),
                 "activations": (layers, acts_raw)}
     out = {}
     for section, (names, values) in sections.items():
         if not isinstance(values, dict):
-            raise PolicyError(f"{where}: section '{section}' is missing or not an object")
+            got = "missing" if values is None else f"{json.dumps(values)[:40]}"
+            raise PolicyError(f"{where}: section '{section}' is {got}; expected an object of unit name -> bits "
+                              f"({MIN_WBITS}..{MAX_WBITS})")
         missing = [n for n in names if n not in values]
         extra = sorted(set(values) - set(names))
         if missing:
-            raise PolicyError(f"{where}: {section} has no entry for {', '.join(missing)}")
+            raise PolicyError(f"{where}: {section} has no entry for {', '.join(missing)} (every unit needs a bit "
+                              f"width, {MIN_WBITS}..{MAX_WBITS})")
         if extra:
             raise PolicyError(f"{where}: {section} names unknown unit(s) {', '.join(extra)}; "
                               f"the model's are {', '.join(names)}")
@@ -95,11 +101,6 @@ def policy_from_dict(raw, model, where: str = "policy") -> Policy:
 
 
 def load_policy(path: str | Path, model) -> Policy:
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PolicyError(f"{path}: no such file") from None
-    except json.JSONDecodeError as e:
-        raise PolicyError(f"{path}: not valid JSON ({e})") from None
+    """A policy JSON file, validated against `model`; PolicyError naming the file for anything else."""
+    raw = read_file(path, "a policy JSON file (or uniformN, e.g. uniform4)", PolicyError, json.loads, "JSON")
     return policy_from_dict(raw, model, str(path))
