@@ -153,7 +153,8 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
     qn.ranges = replace(qn.ranges, **best["ranges"])  # the activation ranges it had then
     qn.refresh()
     model.eval()
-    ev = evaluate_views(field, grid, test_scene, dt, max_steps, background, test_views, out / "renders")
+    ev = evaluate_views(field, grid, test_scene, dt, max_steps, background, test_views, out / "renders",
+                        progress="QAT: test views" if progress else None)
     size = qn.size_bits()
     result = {"psnr": ev["psnr"], "ssim": ev["ssim"], "test_views": ev["views"], "steps": step,
               "size_bits": size, "fp32_bits": fp32_size_bits(model),

@@ -267,7 +267,7 @@ class Trainer:
     def evaluate(self, scene: Scene, views: int | None, out_dir: Path | None = None) -> dict:
         self.model.eval()
         res = evaluate_views(self.model, self.grid, scene, self.dt, self.mcfg["steps_per_ray"], self.background,
-                             views, out_dir)
+                             views, out_dir, progress="render" if self.cfg["progress"] else None)
         self.model.train()
         return res
 

@@ -141,7 +141,7 @@ def caq(ckpt: str | Path, out: str | Path, target: str = "mgl", psnr_target: flo
     if bar is not None:
         bar.close()
     return finish(field, meta, test_scene, out, settings, loss_fp, t_loss, step, test_views,
-                  elapsed + time.perf_counter() - t0)
+                  elapsed + time.perf_counter() - t0, progress)
 
 
 def train_step(field: CAQField, opts: dict, grid, scene, dt, max_steps, bg, rays, seed, step, steps, t_loss, lam):
@@ -212,11 +212,13 @@ def float_loss(model, grid, scene, dt, max_steps, bg, rays, seed) -> float:
     return total / LOSS_FP_BATCHES
 
 
-def finish(field: CAQField, meta, test_scene, out: Path, settings, loss_fp, t_loss, step, test_views, seconds) -> dict:
+def finish(field: CAQField, meta, test_scene, out: Path, settings, loss_fp, t_loss, step, test_views, seconds,
+           progress: bool = False) -> dict:
     """CAQ's own figures (its fake-quantized model on the test views), and its widths as a policy."""
     grid, dt, max_steps, bg = meta["render"].render_args()
     field.eval()
-    ev = evaluate_views(field, grid, test_scene, dt, max_steps, bg, test_views, out / "renders")
+    ev = evaluate_views(field, grid, test_scene, dt, max_steps, bg, test_views, out / "renders",
+                        progress="CAQ: test views" if progress else None)
     s = frame_samples(grid, torch.from_numpy(test_scene.c2w[0]), camera_meta(test_scene), dt, max_steps)
     policy = field.policy()
     policy.save(out / "policy.json")

@@ -159,14 +159,17 @@ def camera_meta(scene) -> dict:
 
 @torch.no_grad()
 def render_view(model, grid, c2w, meta: dict, dt: float, max_steps: int, background: float,
-                chunk: int = 16384) -> torch.Tensor:
-    """Render one view to an image [H, W, 3] in [0, 1]."""
+                chunk: int = 16384, on_chunk=None) -> torch.Tensor:
+    """Render one view to an image [H, W, 3] in [0, 1]; on_chunk(pixels) after each chunk (progress)."""
     dev = model.aabb.device
     o, d = image_rays(torch.as_tensor(c2w, dtype=torch.float32, device=dev), meta["height"], meta["width"],
                       meta["fx"], meta["fy"], meta["cx"], meta["cy"])
     o, d = prepare_rays(o, d, meta)
-    out = [render_rays_inference(model, grid, o[i: i + chunk], d[i: i + chunk], dt, max_steps, background)[0]
-           for i in range(0, o.shape[0], chunk)]
+    out = []
+    for i in range(0, o.shape[0], chunk):
+        out.append(render_rays_inference(model, grid, o[i: i + chunk], d[i: i + chunk], dt, max_steps, background)[0])
+        if on_chunk is not None:
+            on_chunk(len(out[-1]))
     return torch.cat(out).clamp(0, 1).reshape(meta["height"], meta["width"], 3)
 
 
