@@ -2,6 +2,7 @@
 
     python -m rtl.gen mlp-engine --rows 8 --cols 8 --max-wbits 8 -o build/verilog/ [--lint]
     python -m rtl.gen heu --levels 16 --features 2 --log2t 14 --word-bits 32 -o build/verilog/ [--lint]
+    python -m rtl.gen core --levels 16 --hidden 64 --rows 8 --cols 8 -o build/verilog/ [--lint]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from amaranth.back import verilog
 from hero import atomic, cli
 from hero.intarith import ACC_BITS, MAX_WBITS
 
+from .core import Core, CoreParams
 from .heu import HEU
 from .mlp_engine import MLPEngine
 
@@ -36,6 +38,10 @@ def mlp_engine(rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS,
 def heu(levels: int = 16, features: int = 2, log2t: int = 14, word_bits: int = 32,
         depth: int | None = None) -> HEU:
     return HEU(levels=levels, features=features, log2t=log2t, word_bits=word_bits, depth=depth)
+
+
+def core(**params) -> Core:
+    return Core(CoreParams(**params))
 
 
 def to_verilog(component, name: str) -> str:
@@ -71,7 +77,18 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--word-bits", type=int, default=32, help="table memory word width W, default 32")
     h.add_argument("--depth", type=int, default=None,
                    help="table memory words (default: L levels of T 8-bit entries)")
-    for s in (m, h):
+    c = sub.add_parser("core", help="the accelerator: HEU, activation file, weight memory, MLP engine, sequencer")
+    for flag, default, what in (("--levels", 16, "grid levels L"), ("--features", 2, "features per entry F"),
+                                ("--log2t", 14, "log2 of the table size T per level"),
+                                ("--word-bits", 32, "table memory word width W"),
+                                ("--hidden", 64, "hidden width of the MLPs"), ("--geo", 15, "geometry features"),
+                                ("--rows", 8, "PE rows R (samples per batch)"), ("--cols", 8, "PE columns C"),
+                                ("--max-wbits", MAX_WBITS, "widest weight")):
+        c.add_argument(flag, type=int, default=default, help=f"{what}, default {default}")
+    c.add_argument("--depth", type=int, default=None, help="table memory words (default: every level at 8 bits)")
+    c.add_argument("--weight-depth", type=int, default=None,
+                   help="weight memory words (default: every layer at --max-wbits)")
+    for s in (m, h, c):
         s.add_argument("-o", "--out", default="build/verilog", help="output folder, default build/verilog")
         s.add_argument("--name", default=None, help="top module and file name (default: the block's)")
         s.add_argument("--lint", action="store_true", help="run verilator --lint-only on the result")
@@ -83,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     flags = {"rows": "--rows", "cols": "--cols", "max_wbits": "--max-wbits", "acc_bits": "--acc-bits",
              "levels": "--levels", "features": "--features", "log2t": "--log2t", "word_bits": "--word-bits",
-             "depth": "--depth"}
+             "depth": "--depth", "hidden": "--hidden", "geo": "--geo", "weight_depth": "--weight-depth"}
     try:
         if args.block == "mlp-engine":
             name = args.name or "mlp_engine"
@@ -91,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.block == "heu":
             name = args.name or "heu"
             component = heu(args.levels, args.features, args.log2t, args.word_bits, args.depth)
+        else:
+            name = args.name or "core"
+            component = core(levels=args.levels, features=args.features, log2t=args.log2t, word_bits=args.word_bits,
+                             depth=args.depth, hidden=args.hidden, geo=args.geo, rows=args.rows, cols=args.cols,
+                             max_wbits=args.max_wbits, weight_depth=args.weight_depth)
     except ValueError as e:
         msg = str(e)
         for attr, flag in flags.items():

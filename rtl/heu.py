@@ -17,6 +17,7 @@ from hero.intarith import (
     HASH_WEIGHT_FRAC_BITS,
     REQ_MULT_BITS,
     REQ_SHIFT_BITS,
+    HashLevel,
     hash_words_per_level,
 )
 
@@ -70,6 +71,13 @@ def config_layout(levels: int, log2t: int, depth: int) -> data.StructLayout:
         "rq_mult": REQ_MULT_BITS,
         "rq_shift": REQ_SHIFT_BITS,
     })
+
+
+def level_record(level: int, lv: HashLevel) -> dict:
+    """The `config` record of one level (hero.intarith.HashLevel); a hashed level's resolution is 0."""
+    return {"level": level, "scale": lv.scale, "resolution": lv.resolution if lv.dense else 0,
+            "dense": int(lv.dense), "entries": lv.entries, "bits": lv.bits, "base": lv.base,
+            "rq_mult": lv.rq.mult, "rq_shift": lv.rq.shift}
 
 
 def table_layout(word_bits: int, depth: int) -> data.StructLayout:

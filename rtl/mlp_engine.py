@@ -1,9 +1,11 @@
 """MLPEngine: the bit-serial PE array with its control, operand/result streams and requantizers."""
 
+import numpy as np
 from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hero import intarith as ia
 from hero.intarith import ACC_BITS, ACT_BITS, MAX_WBITS, MIN_WBITS, REQ_MULT_BITS, REQ_SHIFT_BITS
 
 from .bitserial_pe import check_pe_params
@@ -27,6 +29,26 @@ def result_layout(rows: int, cols: int, act_bits: int, acc_bits: int) -> data.St
         "acc": data.ArrayLayout(signed(acc_bits), cols),
         "q": data.ArrayLayout(act_bits, cols),
     })
+
+
+def weight_plane_words(w, wbits: int) -> np.ndarray:
+    """The `w` fields of a tile's beats: (K, wbits) ints, bit j (MSB first) of W[k, :] packed with
+    column c at bit c."""
+    planes = ia.weight_bitplanes(np.asarray(w, dtype=np.int64), wbits)  # (wbits, K, C)
+    col_weights = 1 << np.arange(planes.shape[-1], dtype=np.int64)
+    return (planes * col_weights).sum(axis=-1).T
+
+
+def tile_requant(rq: ia.Requant | None, c_out: int, c0: int, cols: int) -> ia.Requant:
+    """The per-column requantization of the tile of a layer's outputs c0 .. c0+cols-1 on an array of
+    `cols` columns. A layer's requant covers its last rq.channels outputs (density.fc1's output 0
+    leaves raw for the host); outputs without one, and padding columns, get (1, 0)."""
+    if rq is None:
+        return ia.Requant(tuple([1] * cols), tuple([0] * cols), relu=False, out_bits=ia.ACT_BITS)
+    first = c_out - rq.channels
+    idx = [c - first if first <= c < c_out else None for c in range(c0, c0 + cols)]
+    return ia.Requant(tuple(1 if i is None else rq.mult[i] for i in idx),
+                      tuple(0 if i is None else rq.shift[i] for i in idx), rq.relu, rq.out_bits)
 
 
 class MLPEngine(wiring.Component):

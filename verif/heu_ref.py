@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hero import intarith as ia
+from rtl.heu import level_record
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,7 @@ class HeuSetup:
 
     def config_records(self) -> list[dict]:
         """One `config` record per level, as the HEU's config_layout fields."""
-        return [{"level": i, "scale": lv.scale, "resolution": lv.resolution if lv.dense else 0,
-                 "dense": int(lv.dense), "entries": lv.entries, "bits": lv.bits, "base": lv.base,
-                 "rq_mult": lv.rq.mult, "rq_shift": lv.rq.shift} for i, lv in enumerate(self.levels)]
+        return [level_record(i, lv) for i, lv in enumerate(self.levels)]
 
     def memory_image(self) -> dict[int, int]:
         return ia.hash_memory_image(self.levels, self.tables, self.word_bits)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hero import intarith as ia
+from rtl.mlp_engine import weight_plane_words
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,8 @@ class Tile:
     def beats(self) -> list[tuple[list[int], int]]:
         """The operand stream: per k, per weight bit MSB first, (raw x lanes, packed bit plane)."""
         x_raw = self.act.encode(self.x)  # (R, K)
-        planes = ia.weight_bitplanes(self.w, self.wbits)  # (wbits, K, C)
-        col_weights = 1 << np.arange(self.w.shape[1], dtype=np.int64)
-        packed = (planes * col_weights).sum(axis=-1)  # (wbits, K)
-        return [([int(v) for v in x_raw[:, k]], int(packed[j, k]))
+        packed = weight_plane_words(self.w, self.wbits)  # (K, wbits)
+        return [([int(v) for v in x_raw[:, k]], int(packed[k, j]))
                 for k in range(self.k) for j in range(self.wbits)]
 
     def expected_acc(self) -> np.ndarray:
@@ -77,15 +76,3 @@ def random_tile(rng: np.random.Generator, rows: int, cols: int, k: int, wbits: i
     scale = rng.uniform(0.3, 3.0, size=cols) * (1 << out_bits) / spread
     return Tile(x.astype(np.int64), w.astype(np.int64), wbits, act_signed,
                 ia.Requant.from_scale(scale, relu=relu, out_bits=out_bits))
-
-
-def layer_tile_requant(rq: ia.Requant | None, c_out: int, c0: int, cols: int) -> ia.Requant:
-    """The per-column requantization of the tile of a layer's outputs c0 .. c0+cols-1 on an array of
-    `cols` columns. A layer's requant covers its last rq.channels outputs (density.fc1's output 0
-    leaves raw for the host); outputs without one, and padding columns, get (1, 0)."""
-    if rq is None:
-        return ia.Requant(tuple([1] * cols), tuple([0] * cols), relu=False, out_bits=ia.ACT_BITS)
-    first = c_out - rq.channels
-    idx = [c - first if first <= c < c_out else None for c in range(c0, c0 + cols)]
-    return ia.Requant(tuple(1 if i is None else rq.mult[i] for i in idx),
-                      tuple(0 if i is None else rq.shift[i] for i in idx), rq.relu, rq.out_bits)

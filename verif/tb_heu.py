@@ -11,7 +11,6 @@ import time
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hero import intarith as ia
@@ -19,6 +18,7 @@ from rtl.heu import config_layout, point_layout, table_layout
 from sim_py.heu import cycles_per_batch
 from verif.heu_ref import HeuSetup, edge_points, random_points, random_setup
 from verif.sim import tb_params
+from verif.stream import Driver, Monitor, now_cycles, start_clock
 
 
 class HeuHarness:
@@ -34,14 +34,17 @@ class HeuHarness:
         self.table_layout = table_layout(self.W, self.depth)
         self.point_layout = point_layout()
         self.rng = np.random.default_rng(seed)
-        self.edges = 0
+        self.configs = Driver(dut, "config")
+        self.tables = Driver(dut, "table")
+        self.points = Driver(dut, "point", self.rng)
+        self.results = Monitor(dut, "result", self.rng)
         self.sim_cycles = 0  # cycles spent in run_points, for the simulation speed
         self.sim_seconds = 0.0
         self.setup: HeuSetup | None = None
 
     async def start(self):
-        cocotb.start_soon(Clock(self.dut.clk, 10, units="ns").start())
-        for name in ("config__valid", "table__valid", "point__valid", "result__ready", "clear", "rst"):
+        start_clock(self.dut)
+        for name in ("clear", "rst"):
             getattr(self.dut, name).value = 0
         self.dut.rst.value = 1
         await self.tick()
@@ -49,9 +52,12 @@ class HeuHarness:
         self.dut.rst.value = 0
         await self.tick()
 
+    @property
+    def edges(self) -> int:
+        return now_cycles()
+
     async def tick(self):
         await RisingEdge(self.dut.clk)
-        self.edges += 1
 
     def new_setup(self, bits=None) -> HeuSetup:
         p = self.p
@@ -59,28 +65,23 @@ class HeuHarness:
 
     async def write_config(self, record: dict) -> int:
         """Write one config record; returns `error` as seen in the next cycle."""
-        d = self.dut
-        d.config__payload.value = self.config_layout.const(record).as_bits()
-        d.config__valid.value = 1
-        await self.tick()
-        d.config__valid.value = 0
+        await self.configs.send([self.config_layout.const(record).as_bits()])
         await ReadOnly()
-        err = int(d.error.value)
+        err = int(self.dut.error.value)
         await self.tick()
         return err
 
     async def load(self, setup: HeuSetup):
         """Configuration registers of every level, then the packed tables, word by word."""
-        d = self.dut
         assert setup.words_used() <= self.depth, "tables do not fit the memory"
         for rec in setup.config_records():
             assert await self.write_config(rec) == 0, f"config record refused: {rec}"
-        d.table__valid.value = 1
-        for addr, word in sorted(setup.memory_image().items()):
-            d.table__payload.value = self.table_layout.const({"addr": addr, "data": word}).as_bits()
-            await self.tick()
-        d.table__valid.value = 0
+        await self.write_tables(sorted(setup.memory_image().items()))
         self.setup = setup
+
+    async def write_tables(self, words):
+        """(address, word) pairs through the always-ready table port, one per cycle."""
+        await self.tables.send(self.table_layout.const({"addr": a, "data": int(w)}).as_bits() for a, w in words)
 
     async def run_points(self, pos: np.ndarray, p_valid: float = 1.0, p_ready: float = 1.0,
                          hold: int = 1) -> tuple[np.ndarray, int, int]:
@@ -96,38 +97,12 @@ class HeuHarness:
         await self.tick()
         d.clear.value = 0
         lane_mask, lanes = (1 << ia.ACT_BITS) - 1, self.L * self.F
-        fed, out, held, shown, low_left = 0, [], None, None, 0
         t0, c0 = time.perf_counter(), self.edges
-        while len(out) < n:
-            offer = fed < n and (p_valid >= 1 or self.rng.random() < p_valid)
-            d.point__valid.value = int(offer)
-            if offer and shown != fed:
-                d.point__payload.value = words[fed]
-                shown = fed
-            if low_left:
-                low_left -= 1
-                ready = False
-            else:
-                ready = p_ready >= 1 or self.rng.random() < p_ready
-                if not ready:
-                    low_left = int(self.rng.integers(0, hold))
-            d.result__ready.value = int(ready)
-            await ReadOnly()
-            if offer and d.point__ready.value:
-                fed += 1
-            if d.result__valid.value:
-                payload = d.result__payload.value.integer
-                assert held is None or payload == held, "result payload changed while waiting for ready"
-                if d.result__ready.value:
-                    out.append([(payload >> (ia.ACT_BITS * i)) & lane_mask for i in range(lanes)])
-                    held = None
-                else:
-                    held = payload
-            await self.tick()
+        cocotb.start_soon(self.points.send(words, p_valid))
+        raw = await self.results.receive(n, p_ready, hold)
+        out = [[(v >> (ia.ACT_BITS * i)) & lane_mask for i in range(lanes)] for v in raw]
         self.sim_cycles += self.edges - c0
         self.sim_seconds += time.perf_counter() - t0
-        d.point__valid.value = 0
-        d.result__ready.value = 0
         await ReadOnly()
         got = np.array(out, dtype=np.int64)
         self.check(pos, got)
@@ -282,12 +257,7 @@ async def replay_quantized_nerf(dut):
     assert len(model.table_memory) <= h.depth, "the exported tables do not fit the memory"
     for rec in setup.config_records():
         assert await h.write_config(rec) == 0, f"config record refused: {rec}"
-    d = dut
-    d.table__valid.value = 1
-    for addr, word in enumerate(model.table_memory.tolist()):
-        d.table__payload.value = h.table_layout.const({"addr": addr, "data": int(word)}).as_bits()
-        await h.tick()
-    d.table__valid.value = 0
+    await h.write_tables(enumerate(model.table_memory.tolist()))
     h.setup = setup
     with np.load(h.p["trace"]) as z:
         pos, want = z["positions"], z["encoding"]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hero import intarith as ia
-from rtl.mlp_engine import operand_layout, result_layout
+from rtl.mlp_engine import operand_layout, result_layout, tile_requant
 from sim_py.mlp_engine import cycles_per_tile
-from verif.mlp_engine_ref import Tile, layer_tile_requant, q_lanes, random_tile
+from verif.mlp_engine_ref import Tile, q_lanes, random_tile
 from verif.sim import tb_params
+from verif.stream import Driver, Monitor, now_cycles, start_clock
 
 
 class EngineHarness:
@@ -28,19 +28,23 @@ class EngineHarness:
         self.operand_layout = operand_layout(self.rows, self.cols, ia.ACT_BITS)
         self.result_layout = result_layout(self.rows, self.cols, ia.ACT_BITS, p["acc_bits"])
         self.rng = np.random.default_rng(seed)
-        self.edges = 0  # rising edges seen since start()
+        self.operands = Driver(dut, "operand", self.rng)
+        self.results = Monitor(dut, "result", self.rng)
         self.pending = None  # (tile, stalled) whose done and cycle count are not yet checked
         self.log = dut._log
 
     async def start(self):
-        cocotb.start_soon(Clock(self.dut.clk, 10, units="ns").start())
-        for name in ("start", "operand__valid", "result__ready", "rst"):
+        start_clock(self.dut)
+        for name in ("start", "rst"):
             getattr(self.dut, name).value = 0
         await self.reset()
 
+    @property
+    def edges(self) -> int:
+        return now_cycles()
+
     async def tick(self):
         await RisingEdge(self.dut.clk)
-        self.edges += 1
 
     async def reset(self, cycles: int = 2):
         self.dut.rst.value = 1
@@ -77,34 +81,23 @@ class EngineHarness:
         await self.tick()
         d.start.value = 0
         beats = [self.operand_layout.const({"x": x, "w": w}).as_bits() for x, w in tile.beats()]
-        fed, rows, held = 0, [], None
-        while len(rows) < self.rows:
-            offer = fed < len(beats) and self.rng.random() < p_valid
-            d.operand__valid.value = int(offer)
-            if offer:
-                d.operand__payload.value = beats[fed]
-            d.result__ready.value = int(self.rng.random() < p_ready)
-            await ReadOnly()
-            assert d.done.value == 0, "done while the tile was still running"
-            if offer and d.operand__ready.value:
-                fed += 1
-            if d.result__valid.value:
-                payload = d.result__payload.value.integer
-                assert held is None or payload == held, "result payload changed while waiting for ready"
-                if d.result__ready.value:
-                    rows.append(self.result_layout.from_bits(payload))
-                    held = None
-                else:
-                    held = payload
-            await self.tick()
-            if abort_after_beats is not None and fed >= abort_after_beats:
-                d.operand__valid.value = 0
-                return None
-        d.operand__valid.value = 0
-        d.result__ready.value = 0
+        if abort_after_beats is not None:
+            await self.operands.send(beats[:abort_after_beats], p_valid)
+            return None
+        feed = cocotb.start_soon(self.operands.send(beats, p_valid))
+        watch = cocotb.start_soon(self.done_stays_low())
+        rows = [self.result_layout.from_bits(v) for v in await self.results.receive(self.rows, p_ready)]
+        watch.kill()
+        assert feed.done(), "rows drained before every operand was taken"
         self.check(tile, rows)
         self.pending = (tile, p_valid < 1 or p_ready < 1)  # checked in this cycle's read phase
         return rows
+
+    async def done_stays_low(self):
+        while True:
+            await ReadOnly()
+            assert self.dut.done.value == 0, "done while the tile was still running"
+            await RisingEdge(self.dut.clk)
 
     async def check_done(self):
         """In the read phase of the cycle after a tile: `done` pulses and the engine is idle."""
@@ -302,7 +295,7 @@ async def replay_quantized_nerf(dut):
                 w = np.zeros((k, h.cols), dtype=np.int64)
                 cols = min(h.cols, c_out - c0)
                 w[:, :cols] = layer.weights[:, c0:c0 + cols]
-                rq = layer_tile_requant(layer.rq, c_out, c0, h.cols)
+                rq = tile_requant(layer.rq, c_out, c0, h.cols)
                 tile = Tile(x_all[r0:r0 + h.rows], w, layer.bits, layer.in_format.signed, rq)
                 rows = await h.run_tile(tile)
                 acc = np.array([[int(r.acc[c]) for c in range(cols)] for r in rows])

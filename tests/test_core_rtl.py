@@ -1,0 +1,162 @@
+"""The core under Verilator: a real quantized NeRF loaded through its config port computes the integer
+path's outputs bit for bit, in the cycles sim_py.core predicts (cocotb testbench verif/tb_core.py)."""
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from hero import checkpoint
+from hero.data.scene import load_scene
+from hero.intarith import ACT_BITS, MIN_WBITS, hash_position
+from hero.nerf.model import sh_encode
+from hero.nerf.render import camera_meta, frame_samples, pixels, select_rays
+from hero.quant.calib import training_samples
+from hero.quant.export import export, load_export
+from hero.quant.policy import FIRST_LAYER, Policy
+from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges
+from rtl.core import Core, CoreParams
+from rtl.gen import main as gen_main
+from tests.test_quant import mixed_policy
+from verif import sim
+
+pytestmark = pytest.mark.verilator
+
+N_SAMPLES = 20
+TILE = 8  # pixels per side of the test view's tile
+# (rows, cols, max_wbits, policy): the default array with the fixed mixed policy; a narrow array
+# whose folds do not divide the layers and a wide one with 6-bit weights, each with a random policy.
+CONFIGS = {"8x8w8": (8, 8, 8, "mixed"), "4x3w8": (4, 3, 8, 1), "2x16w6": (2, 16, 6, 2)}
+TESTCASES = ["quantized_nerf_samples", "backpressure_and_gaps", "refused_config", "reset_mid_batch"]
+
+
+def random_policy(model, seed: int, max_wbits: int) -> Policy:
+    """Tables, weights and activations at random widths (2..8; weights up to max_wbits)."""
+    rng = np.random.default_rng(seed)
+    units = model.quant_units()
+    tables = {n: int(rng.integers(MIN_WBITS, 9)) for n, k, _ in units if k == "hash_level"}
+    layers = [n for n, k, _ in units if k == "linear"]
+    weights = {n: int(rng.integers(MIN_WBITS, max_wbits + 1)) for n in layers}
+    acts = {n: ACT_BITS if n == FIRST_LAYER else int(rng.integers(MIN_WBITS, 9)) for n in layers}
+    return Policy(tables, weights, acts)
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_ckpt):
+    model, meta = checkpoint.load(tiny_ckpt)
+    scene = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
+    pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=128)
+    return model, meta, pos, dirs, calibrate_ranges(model, pos, dirs)
+
+
+def save_trace(qn, pos: torch.Tensor, sh: torch.Tensor, path) -> None:
+    """What the testbench sends (u16 positions, SH integers) and what it expects (the integer path)."""
+    trace = {k: v.numpy() for k, v in qn.trace_int(pos, sh).items()}
+    trace["positions"] = hash_position(qn.model.normalize(pos).double().numpy())
+    trace["sh"] = qn.sh_int(sh).numpy()
+    np.savez(path, **trace)
+
+
+@pytest.fixture(scope="module")
+def quantized(setup, tmp_path_factory):
+    """policy key -> (export path, trace path of N_SAMPLES samples of many rays, QuantizedNeRF)."""
+    model, _, pos, dirs, ranges = setup
+    done = {}
+
+    def get(key, max_wbits: int = 8):
+        if key not in done:
+            out = tmp_path_factory.mktemp(f"qcore_{key}")
+            policy = mixed_policy(model) if key == "mixed" else random_policy(model, key, max_wbits)
+            qn = QuantizedNeRF(model, policy, ranges)
+            pick = torch.randperm(len(pos), generator=torch.Generator().manual_seed(0))[:N_SAMPLES]
+            save_trace(qn, pos[pick], sh_encode(dirs[pick]), out / "trace.npz")
+            done[key] = export(qn, out / "model.npz"), out / "trace.npz", qn
+        return done[key]
+
+    return get
+
+
+def core_params(qn, rows: int, cols: int, max_wbits: int) -> CoreParams:
+    g, cfg = qn.grid, qn.model.cfg
+    return CoreParams(levels=g.levels, features=g.features, log2t=g.log2T, word_bits=qn.word_bits,
+                      hidden=cfg["hidden"], geo=cfg["geo_features"], rows=rows, cols=cols, max_wbits=max_wbits)
+
+
+_BUILDS: dict = {}
+
+
+def build(params: CoreParams):
+    """The Verilator build of a core (converting it to Verilog takes seconds: once per module)."""
+    if params not in _BUILDS:
+        _BUILDS[params] = sim.build(Core(params), "core")
+    return _BUILDS[params]
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def core(request, quantized):
+    rows, cols, max_wbits, policy = CONFIGS[request.param]
+    model_path, trace_path, qn = quantized(policy, max_wbits)
+    params = core_params(qn, rows, cols, max_wbits)
+    p = {"core": asdict(params), "export": str(model_path), "trace": str(trace_path), "seed": 3}
+    return build(params), p, f"core_{request.param}"
+
+
+@pytest.mark.parametrize("testcase", TESTCASES)
+def test_core(core, testcase):
+    build, p, tag = core
+    sim.run(build, "verif.tb_core", testcase, p, tag=tag)
+
+
+def test_core_renders_a_tile_of_a_test_view_exactly(setup, quantized, tmp_path):
+    """Every sample of a TILE x TILE pixel tile of test view 0 (after occupancy skipping) through the
+    8x8 core; composited on the host, its pixels equal the integer path's rendered tile exactly."""
+    model, meta, *_ = setup
+    model_path, _, qn = quantized("mixed")
+    test = load_scene(meta["data"], "test", meta["config"].get("downscale", 1))
+    cam = camera_meta(test)
+    s = frame_samples(meta["occupancy"], torch.from_numpy(test.c2w[0]), cam, meta["dt"], meta["max_steps"])
+    counts = torch.bincount(s.ray_ids, minlength=s.n_rays).reshape(cam["height"], cam["width"])
+    # The tile of fewest samples whose every pixel has some (a short simulation that still composites).
+    tiles = [(int(counts[r:r + TILE, c:c + TILE].sum()), r, c)
+             for r in range(0, cam["height"] - TILE + 1, TILE) for c in range(0, cam["width"] - TILE + 1, TILE)
+             if bool((counts[r:r + TILE, c:c + TILE] > 0).all())]
+    _, r0, c0 = min(tiles)
+    rays = torch.tensor([(r0 + i) * cam["width"] + c0 + j for i in range(TILE) for j in range(TILE)])
+    tile = select_rays(s, rays)
+    sh = sh_encode(tile.directions)
+    save_trace(qn, tile.positions, sh, tmp_path / "tile.npz")
+    rows, cols, max_wbits, _ = CONFIGS["8x8w8"]
+    params = core_params(qn, rows, cols, max_wbits)
+    out = tmp_path / "core_out.npz"
+    sim.run(build(params), "verif.tb_core", "all_samples",
+            {"core": asdict(params), "export": str(model_path), "trace": str(tmp_path / "tile.npz"), "out": str(out)},
+            tag="core_8x8w8")
+    with np.load(out) as z:
+        got = pixels(*qn.host_outputs(torch.from_numpy(z["density"]), torch.from_numpy(z["color"])), tile,
+                     meta["background"])
+    want = pixels(*qn.forward_int(tile.positions, sh), tile, meta["background"])
+    assert len(tile) > 4 * TILE * TILE
+    assert torch.equal(got, want), f"the core's tile differs from the integer path's by {(got - want).abs().max()}"
+
+
+def test_encoder_refuses_a_model_that_does_not_fit(quantized):
+    model_path, _, qn = quantized("mixed")
+    model = load_export(model_path)
+    base = asdict(core_params(qn, 8, 8, 8))
+    for change, msg in (({"hidden": 8}, "is not the core's density.fc0"), ({"levels": 5}, "levels=4, the core's is 5"),
+                        ({"weight_depth": 64}, "weights take more than the core's 64 words")):
+        with pytest.raises(ValueError, match=msg):
+            CoreParams(**{**base, "depth": None, **change}).config_records(model)
+
+
+def test_gen_core_passes_verilator_lint(tmp_path, capsys):
+    assert gen_main(["core", "--levels", "4", "--log2t", "10", "--hidden", "16", "-o", str(tmp_path), "--lint"]) == 0
+    assert "verilator --lint-only: clean" in capsys.readouterr().out
+
+
+def test_gen_core_refuses_bad_parameters(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        gen_main(["core", "--hidden", "0", "-o", str(tmp_path)])
+    assert e.value.code == 2
+    assert "--hidden: hidden must be an integer in 1..256" in capsys.readouterr().err
