@@ -55,6 +55,7 @@ fpga: install
 bench: install
 	$(PY) -m bench.hashgrid
 	$(PY) -m bench.train_lego
+	$(PY) -m bench.train_fern
 	$(PY) -m bench.hard_samples
 	$(PY) -m bench.mlp_engine
 	$(PY) -m bench.heu
