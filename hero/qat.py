@@ -10,6 +10,7 @@ a fixed set of --held-out-rays random pixels of the val split (hero.quant.heldou
 search scores on), and the model kept is the one of least error there among step 0 (the PTQ
 model) and every checkpoint, so QAT never hands back a model worse than PTQ on those rays.
 Re-running the same command resumes from <out>/qat_state.pt; a state of other settings is refused.
+Ctrl-C finishes the step in progress, saves the state and exits 130 with one line.
 At the end it writes metrics.json (test PSNR and SSIM through the fake-quant path, size, the
 held-out PSNR of each checkpoint), policy.json, model.npz (the hardware export, for uniform
 tables) and test renders.
@@ -34,6 +35,7 @@ from hero.nerf.evaluate import evaluate_views
 from hero.nerf.metrics import mse_to_psnr
 from hero.nerf.render import camera_meta, prepare_rays, render_rays
 
+from .interrupt import Interrupted, Interruptible
 from .quant.calib import calibrated_ranges, checkpoint_scenes
 from .quant.export import export
 from .quant.heldout import held_out_rays, squared_errors
@@ -123,30 +125,37 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         bar = tqdm(total=steps, initial=step, desc="QAT", unit="step", dynamic_ncols=True)
     model.train()
     t0 = time.perf_counter()
-    while step < steps:
-        idx = torch.from_numpy(rng.integers(0, len(c2w), rays))
-        px = torch.from_numpy(rng.integers(0, cam["width"], rays))
-        py = torch.from_numpy(rng.integers(0, cam["height"], rays))
-        o, d = prepare_rays(*pixel_rays(c2w[idx], px, py, cam["fx"], cam["fy"], cam["cx"], cam["cy"]), cam)
-        target = images[idx, py, px].float() / 255.0
-        for g in opt.param_groups:  # cosine decay to zero: the last steps settle on the rounding grid
-            g["lr"] = g["lr0"] * 0.5 * (1.0 + math.cos(math.pi * step / max(steps, 1)))
-        color, _ = render_rays(field, grid, o, d, dt, max_steps, background)
-        loss = ((color - target) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        at_ckpt = step % ckpt_every == 0 or step == steps
-        if at_ckpt or step % refresh_every == 0:
-            qn.fold_ranges()  # the learned ranges into the requantizers, then every integer re-derived
-        if at_ckpt:
-            keep_if_best()
-            save_state()
-        if bar is not None:
-            bar.update(1)
-            lv = float(loss.detach())
-            bar.set_postfix(loss=f"{lv:.4f}", psnr=f"{mse_to_psnr(lv):.2f}")
+    with Interruptible() as stop:
+        while step < steps:
+            idx = torch.from_numpy(rng.integers(0, len(c2w), rays))
+            px = torch.from_numpy(rng.integers(0, cam["width"], rays))
+            py = torch.from_numpy(rng.integers(0, cam["height"], rays))
+            o, d = prepare_rays(*pixel_rays(c2w[idx], px, py, cam["fx"], cam["fy"], cam["cx"], cam["cy"]), cam)
+            target = images[idx, py, px].float() / 255.0
+            for g in opt.param_groups:  # cosine decay to zero: the last steps settle on the rounding grid
+                g["lr"] = g["lr0"] * 0.5 * (1.0 + math.cos(math.pi * step / max(steps, 1)))
+            color, _ = render_rays(field, grid, o, d, dt, max_steps, background)
+            loss = ((color - target) ** 2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            at_ckpt = step % ckpt_every == 0 or step == steps
+            if at_ckpt or step % refresh_every == 0:
+                qn.fold_ranges()  # the learned ranges into the requantizers, then every integer re-derived
+            if at_ckpt:
+                keep_if_best()
+                save_state()
+            if bar is not None:
+                bar.update(1)
+                lv = float(loss.detach())
+                bar.set_postfix(loss=f"{lv:.4f}", psnr=f"{mse_to_psnr(lv):.2f}")
+            if stop.requested and step < steps:  # Ctrl-C: the ranges folded, the state saved, one line
+                qn.fold_ranges()
+                save_state()
+                if bar is not None:
+                    bar.close()
+                raise Interrupted(step, str(state_path))
     if bar is not None:
         bar.close()
     model.load_state_dict(best["model"])

@@ -1,8 +1,11 @@
 """python -m hero.qat: fine-tuning through the fake-quant path, with resume and clear errors."""
 
 import json
+import re
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -101,3 +104,23 @@ def test_qat_selection_never_worse_than_ptq_on_held_out_rays(trained_ckpt, tmp_p
     with pytest.raises(PolicyError, match="another policy or mode .*lr"):
         qat(trained_ckpt, policy, tmp_path / "wild", steps=6, lr=0.5, rays=256, ckpt_every=2, held_out=1024,
             progress=False)
+
+
+def test_qat_ctrl_c_saves_the_step_it_stopped_at_and_exits_130(tiny_ckpt, tmp_path):
+    """A real SIGINT: the step in progress finishes, the state is saved, one line, exit 130; the rerun
+    resumes from that step."""
+    out = tmp_path / "qat"
+    proc = subprocess.Popen([sys.executable, "-m", "hero.qat", "--ckpt", str(tiny_ckpt), "--policy", "uniform4",
+                             "--out", str(out), "--steps", "100000", "--rays", "256", "--held-out-rays", "256",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / STATE).exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130, err[-2000:]
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    step = int(re.search(r"interrupted at step (\d+); state saved in .*qat_state\.pt; rerun the same command to "
+                         r"resume", lines[0]).group(1))
+    assert step >= 50 and checkpoint.load_state(out / STATE)["step"] == step
