@@ -1,11 +1,8 @@
 """python -m hero.qat: fine-tuning through the fake-quant path, with resume and clear errors."""
 
 import json
-import re
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 
 import pytest
@@ -20,7 +17,7 @@ from hero.quant.heldout import held_out_rays, rays_psnr
 from hero.quant.policy import Policy, PolicyError
 from hero.quant.qnerf import FakeQuantField, QuantizedNeRF
 from hero.train import default_config, train
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, ctrl_c_once_written
 
 
 def test_qat_writes_results_and_resumes(tiny_ckpt, tmp_path):
@@ -110,17 +107,7 @@ def test_qat_ctrl_c_saves_the_step_it_stopped_at_and_exits_130(tiny_ckpt, tmp_pa
     """A real SIGINT: the step in progress finishes, the state is saved, one line, exit 130; the rerun
     resumes from that step."""
     out = tmp_path / "qat"
-    proc = subprocess.Popen([sys.executable, "-m", "hero.qat", "--ckpt", str(tiny_ckpt), "--policy", "uniform4",
-                             "--out", str(out), "--steps", "100000", "--rays", "256", "--held-out-rays", "256",
-                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not (out / STATE).exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert proc.returncode == 130, err[-2000:]
-    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
-    step = int(re.search(r"interrupted at step (\d+); state saved in .*qat_state\.pt; rerun the same command to "
-                         r"resume", lines[0]).group(1))
+    step = ctrl_c_once_written(["hero.qat", "--ckpt", str(tiny_ckpt), "--policy", "uniform4", "--out", str(out),
+                                "--steps", "100000", "--rays", "256", "--held-out-rays", "256", "--no-progress"],
+                               out / STATE, STATE)
     assert step >= 50 and checkpoint.load_state(out / STATE)["step"] == step

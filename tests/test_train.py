@@ -2,12 +2,10 @@
 
 import json
 import os
-import re
 import signal
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -19,6 +17,7 @@ from hero.interrupt import Interrupted
 from hero.nerf.model import sh_encode
 from hero.nerf.render import march, render_samples
 from hero.train import Trainer, default_config, hard_sample_backward, train
+from tests.conftest import ctrl_c_once_written
 
 
 @pytest.fixture(scope="module")
@@ -168,19 +167,9 @@ def test_ctrl_c_saves_the_step_it_stopped_at_and_the_rerun_resumes(scene_dir, tm
 
 def test_cli_ctrl_c_exits_130_with_one_line(scene_dir, tmp_path):
     ckpt = tmp_path / "checkpoint.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "hero.train", "--data", str(scene_dir), "--preset", "tiny",
-                             "--device", "cpu", "--steps", "100000", "--ckpt-every", "1", "--no-progress", "--out",
-                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert proc.returncode == 130, err[-2000:]
-    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
-    step = int(re.search(r"interrupted at step (\d+); state saved in .*checkpoint\.pt; rerun the same command to "
-                         r"resume", lines[0]).group(1))
+    step = ctrl_c_once_written(["hero.train", "--data", str(scene_dir), "--preset", "tiny", "--device", "cpu",
+                                "--steps", "100000", "--ckpt-every", "1", "--no-progress", "--out", str(tmp_path)],
+                               ckpt, "checkpoint.pt")
     assert step >= 1 and checkpoint.load_state(ckpt)["step"] == step
 
 
