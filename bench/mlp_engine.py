@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     wbits_list = sorted({r["wbits"] for r in rows})
     by = {(r["k"], r["wbits"]): r for r in rows}
     print(f"MLP engine {a.rows}x{a.cols}, max {a.max_wbits} weight bits: measured cycles per tile "
-          f"(Verilator); '=' marks agreement with cycles_per_tile = K*b + 2R + C - 1")
+          f"(Verilator); '=' marks agreement with cycles_per_tile = K*b + 2R + C")
     print("K \\ bits " + "".join(f"{b:>9}" for b in wbits_list))
     mismatches = 0
     for k in KS:

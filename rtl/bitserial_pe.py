@@ -24,9 +24,12 @@ class BitSerialPE(wiring.Component):
 
     Per weight the PE runs Horner's rule on a partial product p:
     on `first` p = -x*bit (the sign bit weighs -2**(wbits-1)), otherwise p = 2*p + x*bit.
-    On `last` the finished product is added to `acc`, or loaded into it when `clear` is set
-    (the first weight of a tile). The weight width is therefore set at run time by where the
-    `first` and `last` flags fall, from 2 bits up to `max_wbits`.
+    On `last` the finished product goes into a product register, and in the next enabled cycle it
+    is added to `acc`, or loaded into it when `clear` was set (the first weight of a tile). The
+    product register cuts the Horner add from the accumulator add (the critical path, docs/fpga.md):
+    a product reaches `acc` one enabled cycle after its last bit
+    (sim_py.mlp_engine.PRODUCT_STAGES). The weight width is
+    set at run time by where the `first` and `last` flags fall, from 2 bits up to `max_wbits`.
 
     `x` is the activation already sign- or zero-extended to act_bits + 1 bits, so one PE takes
     unsigned activations (after a fused ReLU) and signed ones (a first layer's inputs).
@@ -61,10 +64,16 @@ class BitSerialPE(wiring.Component):
             term.eq(Mux(self.w_bit, self.x, 0)),
             partial_next.eq(Mux(self.first, -term, (partial << 1) + term)),
         ]
+        product = Signal.like(partial)
+        product_valid = Signal()
+        product_clear = Signal()
         with m.If(self.en):
-            m.d.sync += [self.x_out.eq(self.x), self.w_out.eq(self.w_bit)]
+            m.d.sync += [self.x_out.eq(self.x), self.w_out.eq(self.w_bit),
+                         product_valid.eq(self.valid & self.last)]
+            with m.If(product_valid):
+                m.d.sync += self.acc.eq(Mux(product_clear, product, self.acc + product))
             with m.If(self.valid):
                 m.d.sync += partial.eq(partial_next)
                 with m.If(self.last):
-                    m.d.sync += self.acc.eq(Mux(self.clear, partial_next, self.acc + partial_next))
+                    m.d.sync += [product.eq(partial_next), product_clear.eq(self.clear)]
         return m

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -17,7 +18,6 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from hero import atomic, cli
-from hero.intarith import ACC_BITS, MAX_WBITS
 
 from .core import Core, CoreParams
 from .heu import HEU
@@ -30,12 +30,16 @@ from .mlp_engine import MLPEngine
 VERILATOR_WAIVERS = ("WIDTH", "CASEINCOMPLETE")
 
 
-def mlp_engine(rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS,
-               acc_bits: int = ACC_BITS) -> MLPEngine:
+_CORE = CoreParams.__dataclass_fields__  # the blocks' defaults are the default core's
+
+
+def mlp_engine(rows: int = _CORE["rows"].default, cols: int = _CORE["cols"].default,
+               max_wbits: int = _CORE["max_wbits"].default, acc_bits: int = _CORE["acc_bits"].default) -> MLPEngine:
     return MLPEngine(rows=rows, cols=cols, max_wbits=max_wbits, acc_bits=acc_bits)
 
 
-def heu(levels: int = 16, features: int = 2, log2t: int = 14, word_bits: int = 32,
+def heu(levels: int = _CORE["levels"].default, features: int = _CORE["features"].default,
+        log2t: int = _CORE["log2t"].default, word_bits: int = _CORE["word_bits"].default,
         depth: int | None = None) -> HEU:
     return HEU(levels=levels, features=features, log2t=log2t, word_bits=word_bits, depth=depth)
 
@@ -65,26 +69,29 @@ def _parser() -> argparse.ArgumentParser:
     p = cli.ArgumentParser(prog="python -m rtl.gen", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="block", required=True, metavar="BLOCK")
+    defaults = {f.name: f.default for f in dataclasses.fields(CoreParams)}  # the default core's
+
+    def param(parser, field: str, what: str) -> None:
+        parser.add_argument("--" + field.replace("_", "-"), type=int, default=defaults[field],
+                            help=f"{what}, default {defaults[field]}")
+
     m = sub.add_parser("mlp-engine", help="bit-serial PE array with control and requantizers")
-    m.add_argument("--rows", type=int, default=8, help="PE rows R (samples per tile), default 8")
-    m.add_argument("--cols", type=int, default=8, help="PE columns C (outputs per tile), default 8")
-    m.add_argument("--max-wbits", type=int, default=MAX_WBITS, help="widest weight, default 8")
-    m.add_argument("--acc-bits", type=int, default=ACC_BITS, help="accumulator width, default 32")
+    for field, what in (("rows", "PE rows R (samples per tile)"), ("cols", "PE columns C (outputs per tile)"),
+                        ("max_wbits", "widest weight"), ("acc_bits", "accumulator width")):
+        param(m, field, what)
     h = sub.add_parser("heu", help="hash encoding unit: multi-resolution hash grid, one lookup per cycle")
-    h.add_argument("--levels", type=int, default=16, help="grid levels L, default 16")
-    h.add_argument("--features", type=int, default=2, help="features per entry F, default 2")
-    h.add_argument("--log2t", type=int, default=14, help="log2 of the table size T per level, default 14")
-    h.add_argument("--word-bits", type=int, default=32, help="table memory word width W, default 32")
+    for field, what in (("levels", "grid levels L"), ("features", "features per entry F"),
+                        ("log2t", "log2 of the table size T per level"), ("word_bits", "table memory word width W")):
+        param(h, field, what)
     h.add_argument("--depth", type=int, default=None,
                    help="table memory words (default: L levels of T 8-bit entries)")
     c = sub.add_parser("core", help="the accelerator: HEU, activation file, weight memory, MLP engine, sequencer")
-    for flag, default, what in (("--levels", 16, "grid levels L"), ("--features", 2, "features per entry F"),
-                                ("--log2t", 14, "log2 of the table size T per level"),
-                                ("--word-bits", 32, "table memory word width W"),
-                                ("--hidden", 64, "hidden width of the MLPs"), ("--geo", 15, "geometry features"),
-                                ("--rows", 8, "PE rows R (samples per batch)"), ("--cols", 8, "PE columns C"),
-                                ("--max-wbits", MAX_WBITS, "widest weight")):
-        c.add_argument(flag, type=int, default=default, help=f"{what}, default {default}")
+    for field, what in (("levels", "grid levels L"), ("features", "features per entry F"),
+                        ("log2t", "log2 of the table size T per level"), ("word_bits", "table memory word width W"),
+                        ("hidden", "hidden width of the MLPs"), ("geo", "geometry features"),
+                        ("rows", "PE rows R (samples per batch)"), ("cols", "PE columns C"),
+                        ("max_wbits", "widest weight")):
+        param(c, field, what)
     c.add_argument("--depth", type=int, default=None, help="table memory words (default: every level at 8 bits)")
     c.add_argument("--weight-depth", type=int, default=None,
                    help="weight memory words (default: every layer at --max-wbits)")

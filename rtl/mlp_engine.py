@@ -61,11 +61,12 @@ class MLPEngine(wiring.Component):
       rq_mult = 0) is refused and raises `error` until the next accepted start.
     - FEED takes k * wbits beats from `operand`: for k in 0..K-1, for bit j from the MSB down,
       {x: X[:, k], w: bit j of W[k, :]}. A missing beat stalls the whole array.
-    - FLUSH runs the array R + C - 2 more cycles, until the last beat has left the skew.
+    - FLUSH runs the array R + C - 1 more cycles: R + C - 2 until the last beat has left the skew,
+      one more for its product to reach the accumulator (the PE's product register).
     - DRAIN sends R rows on `result`, honouring back-pressure; `done` pulses in the next cycle.
     `cycles` counts the tile's cycles from the accepted start to the last row sent;
     `stall_cycles` counts those lost to a missing operand or a refused result.
-    Without stalls cycles = k * wbits + 2R + C - 1 (sim_py.mlp_engine.cycles_per_tile).
+    Without stalls cycles = k * wbits + 2R + C (sim_py.mlp_engine.cycles_per_tile).
     """
 
     def __init__(self, *, rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS,
@@ -110,7 +111,8 @@ class MLPEngine(wiring.Component):
 
         k_idx = Signal.like(self.k)
         bit_idx = Signal.like(self.wbits)
-        flush_left = Signal(range(max(array.skew, 1) + 1))
+        flush = array.skew + 1  # the skew, then the PE's product register
+        flush_left = Signal(range(flush + 1))
         row = Signal.like(self.result.payload.row)
 
         mult_ok = 1
@@ -142,7 +144,6 @@ class MLPEngine(wiring.Component):
         m.d.comb += self.result.payload.row.eq(row)
 
         m.d.sync += self.done.eq(0)
-        after_feed = "FLUSH" if array.skew else "DRAIN"
         with m.FSM(name="ctrl") as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -174,9 +175,9 @@ class MLPEngine(wiring.Component):
                 with m.Elif(~last_bit):
                     m.d.sync += bit_idx.eq(bit_idx + 1)
                 with m.Else():
-                    m.d.sync += [bit_idx.eq(0), k_idx.eq(k_idx + 1), flush_left.eq(array.skew)]
+                    m.d.sync += [bit_idx.eq(0), k_idx.eq(k_idx + 1), flush_left.eq(flush)]
                     with m.If(k_idx == k - 1):
-                        m.next = after_feed
+                        m.next = "FLUSH"
 
             with m.State("FLUSH"):
                 m.d.comb += array.en.eq(1)

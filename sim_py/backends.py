@@ -34,6 +34,14 @@ class Analytic:
     def heu_batch_cycles(n_points: int, levels: int) -> float:
         return heu.cycles_per_batch(n_points, levels)
 
+    @staticmethod
+    def heu_point_cycles(levels: int) -> float:
+        return heu.cycles_per_point(levels)
+
+    @staticmethod
+    def heu_latency(levels: int) -> float:
+        return heu.latency(levels)
+
 
 @dataclass(frozen=True)
 class Calibrated:
@@ -50,6 +58,13 @@ class Calibrated:
 
     def heu_batch_cycles(self, n_points: int, levels: int) -> float:
         return n_points * self.k_lookup * 8 * levels + self.k_batch
+
+    def heu_point_cycles(self, levels: int) -> float:
+        return self.k_lookup * 8 * levels
+
+    def heu_latency(self, levels: int) -> float:
+        """From a point's handshake to its output: a batch is (n - 1) points, this, and its handshake."""
+        return self.heu_point_cycles(levels) + self.k_batch - 1
 
 
 def get_backend(name: str):

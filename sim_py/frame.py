@@ -9,9 +9,10 @@ weight_bits) then times a frame in milliseconds:
 - memory: levels that do not fit the table SRAM at their bit width go through the cache to DRAM
   (sim_py.memory); DRAM time beyond the HEU's own time is the memory stall;
 - MLP: every layer of every batch of R samples as ceil(C_out / C) tiles of backend.mlp_tile_cycles;
-- overlap: the HEU and the MLP engine work on consecutive batches (double-buffered features), so
-  the frame takes max(HEU + stalls, MLP) plus one batch of the shorter stage to fill the pipeline,
-  plus loading the weights once.
+- overlap: the core's schedule (sim_py.core, docs/core.md): the HEU encodes one batch while the
+  engine runs the previous one's tiles and sends its R results; the HEU's time per sample is its
+  lookups over its lanes plus its share of bank conflicts and memory stalls. For one lane and every
+  level on chip this is the core's cycle counter exactly. Plus loading the weights once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from hero.intarith import (
     hash_levels,
 )
 
+from .core import CoreTiming, frame_cycles
 from .hw import HardwareConfig
 from .memory import dram_cycles, entry_line, lru_misses, place_levels
 from .workload import Workload
@@ -118,21 +120,23 @@ class FrameModel:
                                                                                                hw.pe_cols)
                      for ly, b in zip(w.layers, wb, strict=True)}
         n_batches = math.ceil(n / hw.pe_rows)
-        mlp = n_batches * sum(per_batch.values())
+        tiles = sum(per_batch.values())
+        mlp = n_batches * tiles + n  # every batch's tiles, and one cycle per result
 
-        # Overlap, pipeline fill and the one-time weight load.
+        # The core's schedule, and the one-time weight load.
         heu_total = encoding + stall
+        point = self.backend.heu_point_cycles(L) / hw.heu_lanes + (conflicts + stall) / n
+        core = frame_cycles(n, CoreTiming(point, self.backend.heu_latency(L), tiles), hw.pe_rows)
         # The weights and each output channel's requantization registers (REQ_MULT_BITS + REQ_SHIFT_BITS).
         weight_bytes = sum(ly.c_out * (ly.k * b + REQ_MULT_BITS + REQ_SHIFT_BITS)
                            for ly, b in zip(w.layers, wb, strict=True)) / 8
         weight_load = weight_bytes / hw.dram_bytes_per_cycle + hw.dram_latency_cycles
-        fill = min(heu_total, mlp) / max(n_batches, 1)
-        other = fill + weight_load
-        total = max(heu_total, mlp) + other
+        other = max(0.0, core - max(heu_total, mlp)) + weight_load  # fill, drain, weight load
+        total = core + weight_load
         details = {
             "samples": n, "rays": w.n_rays, "lookups": n * 8 * L, "on_chip": list(place.on_chip),
             "table_words": list(place.words), "misses_per_level": misses.tolist(), "dram_cycles": dram,
-            "bank_conflict_cycles": conflicts, "mlp_cycles_per_batch": per_batch,
+            "bank_conflict_cycles": conflicts, "mlp_cycles_per_batch": per_batch, "core_cycles": core,
             "bound": "mlp" if mlp >= heu_total else ("memory" if stall > 0 else "encoding"),
         }
         return Breakdown(total, encoding, mlp, stall, other, hw.clock_mhz, details)

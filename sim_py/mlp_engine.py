@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import math
 
+#: Enabled cycles from a weight's last bit to its product in the PE's accumulator: the product
+#: register between the Horner add and the accumulator add (rtl/bitserial_pe.py).
+PRODUCT_STAGES = 1
+
 
 def skew_cycles(rows: int, cols: int) -> int:
     """Cycles for the last beat to cross the systolic skew (fill = drain = R + C - 2)."""
@@ -18,11 +22,12 @@ def cycles_per_tile(k: int, wbits: int, rows: int, cols: int) -> int:
     """Engine cycles for one R x C output tile reducing over k, with no stalls.
 
     1 (start) + k * wbits (feed, one weight bit-plane per cycle) + (R + C - 2) (flush the skew)
-    + R (drain one row per cycle) = k * wbits + 2R + C - 1. Back-to-back tiles issue with no gap.
+    + PRODUCT_STAGES (the last product into the accumulators) + R (drain one row per cycle)
+    = k * wbits + 2R + C. Back-to-back tiles issue with no gap.
     """
     if k < 1 or wbits < 1:
         raise ValueError(f"k and wbits must be positive, got k={k}, wbits={wbits}")
-    return 1 + k * wbits + skew_cycles(rows, cols) + rows
+    return 1 + k * wbits + skew_cycles(rows, cols) + PRODUCT_STAGES + rows
 
 
 def layer_cycles(n: int, k: int, c_out: int, wbits: int, rows: int, cols: int) -> int:

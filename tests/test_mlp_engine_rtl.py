@@ -39,4 +39,4 @@ def test_native_verilator_driver_counts_and_computes_exactly():
     from bench.mlp_engine import native_speed
 
     res = native_speed(3, 5, 6, k=64, tiles=3)
-    assert res["cycles"] == 3 * (64 * 6 + 2 * 3 + 5 - 1)
+    assert res["cycles"] == 3 * (64 * 6 + 2 * 3 + 5)  # k * wbits + 2R + C per tile

@@ -11,6 +11,7 @@ from hero import intarith as ia
 from rtl.bitserial_pe import BitSerialPE
 from rtl.mlp_engine import MLPEngine
 from rtl.requantizer import Requantizer
+from sim_py.mlp_engine import PRODUCT_STAGES
 
 
 def simulate(dut, bench, clocked=True):
@@ -60,6 +61,8 @@ def test_bitserial_pe_dot_products_at_every_width(signed):
 
 
 def test_bitserial_pe_holds_everything_when_disabled():
+    """The product register: a product reaches acc PRODUCT_STAGES enabled cycles after its last
+    bit, and a disabled PE holds it pending, as it holds everything else."""
     dut = BitSerialPE()
 
     async def bench(ctx):
@@ -72,13 +75,21 @@ def test_bitserial_pe_holds_everything_when_disabled():
             ctx.set(dut.last, j == 2)
             ctx.set(dut.clear, 1)
             await ctx.tick()
-        assert ctx.get(dut.acc) == 15
+        assert ctx.get(dut.acc) == 0  # the product is in the product register
         ctx.set(dut.en, 0)
         ctx.set(dut.x, 100)
         ctx.set(dut.clear, 0)
         for _ in range(3):
             await ctx.tick()
-        assert ctx.get(dut.acc) == 15 and ctx.get(dut.x_out) == 5
+        assert ctx.get(dut.acc) == 0 and ctx.get(dut.x_out) == 5  # held while disabled
+        ctx.set(dut.en, 1)
+        ctx.set(dut.valid, 0)
+        for _ in range(PRODUCT_STAGES):
+            await ctx.tick()
+        assert ctx.get(dut.acc) == 15 and ctx.get(dut.x_out) == 100
+        for _ in range(3):
+            await ctx.tick()
+        assert ctx.get(dut.acc) == 15  # no new product: acc stays
 
     simulate(dut, bench)
 

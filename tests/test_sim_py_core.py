@@ -2,14 +2,14 @@
 
 import pytest
 
-from sim_py.core import schedule, stream_cycles, tile_cycles
+from sim_py.core import CoreTiming, frame_cycles, schedule, stream_cycles, tile_cycles, timed_schedule
 from sim_py.heu import cycles_per_batch
 
 LAYERS = [(8, 16, 8), (16, 16, 4), (31, 16, 6), (16, 16, 3), (16, 3, 5)]  # (k, c_out, wbits)
 
 
 def test_one_batch_is_the_heu_then_the_tiles_then_the_results():
-    assert tile_cycles(LAYERS, 8, 8) == 2 * 87 + 2 * 87 + 2 * 209 + 2 * 71 + 103
+    assert tile_cycles(LAYERS, 8, 8) == 2 * 88 + 2 * 88 + 2 * 210 + 2 * 72 + 104
     for n in range(1, 9):
         assert stream_cycles([n], 4, LAYERS, 8, 8) == cycles_per_batch(n, 4) + tile_cycles(LAYERS, 8, 8) + n
 
@@ -28,3 +28,20 @@ def test_steady_state_period_is_the_slower_unit(levels):
 def test_a_batch_larger_than_the_array_is_refused():
     with pytest.raises(ValueError, match="a batch holds 1..8 samples, got 9"):
         stream_cycles([8, 9], 4, LAYERS, 8, 8)
+
+
+@pytest.mark.parametrize("levels", [1, 4, 9, 64])  # engine-bound to HEU-bound, and in between
+@pytest.mark.parametrize("rows", [1, 3, 8])
+def test_frame_cycles_equal_the_schedule_batch_by_batch(levels, rows):
+    """The extrapolated frame equals stepping through every batch, for full and partial last batches."""
+    timing = CoreTiming.of(levels, LAYERS, rows, 8)
+    for n in (1, rows * 8, rows * 9 + 1, rows * 40 - 1, 1000):
+        sizes = [rows] * (n // rows) + ([n % rows] if n % rows else [])
+        assert frame_cycles(n, timing, rows) == stream_cycles(sizes, levels, LAYERS, rows, 8), n
+
+
+def test_frame_cycles_with_fractional_timing():
+    """A model's timing (calibrated constants, amortized stalls) need not be whole cycles."""
+    timing = CoreTiming(point=33.7, encode=40.2, tiles=301.3, result=1.05)
+    sizes = [8] * 125
+    assert frame_cycles(1000, timing, 8) == pytest.approx(timed_schedule(sizes, timing, 8)[-1]["last_out"] + 1)

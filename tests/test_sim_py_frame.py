@@ -13,6 +13,7 @@ from hero.nerf.presets import preset
 from hero.nerf.render import step_size
 from sim_py import mlp_engine, workload
 from sim_py.backends import get_backend
+from sim_py.core import stream_cycles
 from sim_py.frame import FrameModel
 from sim_py.hw import load_hardware
 from tests.conftest import TINY_MODEL
@@ -59,8 +60,21 @@ def test_mlp_cycles_follow_the_tile_formula_per_layer(wl):
     b = fm.query([8] * 4, bits)
     per_batch = sum(math.ceil(ly.c_out / hw.pe_cols) * mlp_engine.cycles_per_tile(ly.k, wb, hw.pe_rows, hw.pe_cols)
                     for ly, wb in zip(wl.layers, bits, strict=True))
-    assert b.mlp == math.ceil(wl.n_samples / hw.pe_rows) * per_batch
+    assert b.mlp == math.ceil(wl.n_samples / hw.pe_rows) * per_batch + wl.n_samples  # tiles, then results
     assert fm.query([8] * 4, [2] * 5).mlp < fm.query([8] * 4, [8] * 5).mlp
+
+
+def test_one_lane_on_chip_frame_is_the_cores_stream(wl):
+    """One HEU lane, every level on chip: the frame's compute is what the core's counter would read."""
+    fm = model_for(wl, table_sram_kib=4096.0)
+    hw, bits = fm.hw, [8, 4, 2, 6, 3]
+    b = fm.query([8] * 4, bits)
+    n, rows = wl.n_samples, hw.pe_rows
+    sizes = [rows] * (n // rows) + ([n % rows] if n % rows else [])
+    layers = [(ly.k, ly.c_out, wb) for ly, wb in zip(wl.layers, bits, strict=True)]
+    assert b.details["core_cycles"] == stream_cycles(sizes, len(wl.levels), layers, rows, hw.pe_cols)
+    assert b.total > b.details["core_cycles"]  # plus the weight load
+    assert max(b.encoding, b.mlp) < b.details["core_cycles"] < b.encoding + b.mlp  # overlapped
 
 
 def test_backends_agree_while_calibration_is_exact(wl):
