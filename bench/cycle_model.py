@@ -2,9 +2,9 @@
 
     python -m bench.cycle_model [--ckpt runs/NAME/checkpoint.pt] [--hw fpga_ecp5]
 
-1. Configurations held out of the calibration fit (array shapes, K, HEU levels, batch sizes) run
-   through the RTL (cocotb + Verilator) and through the `rtl_calibrated` model; the cycle error is
-   reported per unit.
+1. Configurations held out of the calibration fit (array shapes, K, HEU levels, batch sizes; whole
+   cores with random policies and streams of batches) run through the RTL (cocotb + Verilator) and
+   through the `rtl_calibrated` model; the cycle error is reported per unit, the core's included.
 2. Speed for the same work: one frame of the scene. Verilator's time is the frame's MLP-engine and
    HEU cycles divided by each unit's measured free-running Verilator speed (C++ drivers; simulating
    the whole frame would take hours); the model's time is one frame query.
@@ -25,10 +25,13 @@ from bench import heu as heu_bench
 from bench.mlp_engine import native_speed as mlp_native_speed
 from sim_py.backends import get_backend
 from sim_py.calibrate import (
+    CORE_FIT_CASES,
     HEU_FIT_POINTS,
     HEU_FIT_SHAPES,
     MLP_FIT_KS,
     MLP_FIT_SHAPES,
+    core_prediction,
+    sweep_core,
     sweep_heu,
     sweep_mlp_engine,
 )
@@ -41,6 +44,9 @@ HELD_OUT_MLP_SHAPES = ((3, 5, 6), (5, 7, 8), (16, 2, 5))
 HELD_OUT_KS = (7, 33, 100)
 HELD_OUT_HEU_SHAPES = ((3, 2, 8, 32), (6, 4, 10, 64))
 HELD_OUT_POINTS = (7, 33)
+#: Cores (levels, rows, cols, max_wbits, policy seed): two shapes the fit never saw, and a fitted
+#: shape under a new policy.
+HELD_OUT_CORE_CASES = ((8, 2, 16, 6, 21), (16, 6, 4, 7, 22), (4, 8, 8, 8, 23))
 
 
 def held_out_mlp(model) -> list[dict]:
@@ -55,6 +61,18 @@ def held_out_heu(model) -> list[dict]:
     return [error_row("heu", f"L={p['levels']} F={p['features']} T=2^{p['log2t']} n={p['n']} b={p['bits']}",
                       p["cycles"], model.heu_batch_cycles(p["n"], p["levels"]))
             for p in sweep_heu(HELD_OUT_HEU_SHAPES, HELD_OUT_POINTS, seed=5, bits=(3, 6))]
+
+
+def held_out_core(model) -> tuple[list[dict], float]:
+    """Error rows, and Verilator's median speed on the core under cocotb (cycles per second)."""
+    assert not set(HELD_OUT_CORE_CASES) & set(CORE_FIT_CASES)
+    points = sweep_core(HELD_OUT_CORE_CASES)
+    rows = []
+    for p in points:
+        sizes = p["sizes"] if len(p["sizes"]) <= 4 else f"{p['sizes'][:3]}.. ({len(p['sizes'])})"
+        rows.append(error_row("core", f"L={p['levels']} {p['rows']}x{p['cols']} {sizes}", p["cycles"],
+                              core_prediction(model, p)))
+    return rows, float(np.median([p["cycles_per_s"] for p in points if sum(p["sizes"]) > 16]))
 
 
 def error_row(unit: str, config: str, rtl: int, pred: float) -> dict:
@@ -83,11 +101,12 @@ def main(argv=None) -> int:
         ap.error(f"--ckpt {a.ckpt}: no such file")
     model = get_backend("rtl_calibrated")
 
-    rows = held_out_mlp(model) + held_out_heu(model)
+    core_rows, core_rate = held_out_core(model)
+    rows = held_out_mlp(model) + held_out_heu(model) + core_rows
     print("Held-out configurations: RTL (Verilator cycle counter) against the rtl_calibrated model")
-    print(f"{'unit':<11}{'configuration':<28}{'RTL cycles':>11}{'model':>10}{'error %':>9}")
+    print(f"{'unit':<11}{'configuration':<40}{'RTL cycles':>11}{'model':>10}{'error %':>9}")
     for r in rows:
-        print(f"{r['unit']:<11}{r['config']:<28}{r['rtl']:>11}{r['model']:>10.0f}{r['error_pct']:>9.3f}")
+        print(f"{r['unit']:<11}{r['config']:<40}{r['rtl']:>11}{r['model']:>10.0f}{r['error_pct']:>9.3f}")
     per_unit = {}
     for r in rows:
         per_unit[r["unit"]] = max(per_unit.get(r["unit"], 0.0), r["error_pct"])
@@ -126,8 +145,14 @@ def main(argv=None) -> int:
           f"HEU L={len(wl.levels)} {heu_rate:,.0f} cycles/s")
     print(f"the same frame in Verilator: {last.mlp:,.0f} MLP + {heu_cycles:,.0f} HEU cycles = {verilator_s:,.0f} s; "
           f"in the model: {query_ms:.1f} ms -> {speedup:,.0f}x")
+    core_cycles = last.details["core_cycles"]
+    core_speedup = core_cycles / core_rate / (query_ms / 1e3)
+    print(f"the frame on the core: {core_cycles:,.0f} cycles; the core under cocotb + Verilator runs "
+          f"{core_rate:,.0f} cycles/s (held-out sweep, median) -> {core_cycles / core_rate:,.0f} s, "
+          f"{core_speedup:,.0f}x the model's query")
 
-    print(f"\nmax_error_pct={max_err:.4f} speedup_vs_rtl={speedup:.0f} frame_query_ms={query_ms:.1f}")
+    print(f"\nmax_error_pct={max_err:.4f} core_error_pct={per_unit['core']:.4f} speedup_vs_rtl={speedup:.0f} "
+          f"core_speedup={core_speedup:.0f} frame_query_ms={query_ms:.1f}")
     return 0
 
 

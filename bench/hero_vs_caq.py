@@ -77,7 +77,7 @@ def scene_checkpoint(scene: str, a) -> Path:
         from hero.train import default_config, train
 
         train(default_config(data="procedural", preset="cpu", out=str(a.procedural_ckpt.parent),
-                             steps=PROCEDURAL_STEPS, test_views=5))
+                             steps=PROCEDURAL_STEPS, test_views=5, progress=not a.no_progress))
     return a.procedural_ckpt
 
 

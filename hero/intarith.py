@@ -25,6 +25,7 @@ MAX_WBITS = 8  # default widest weight (the RTL's `max_wbits` parameter)
 ACC_BITS = 32  # default accumulator width (the RTL's `acc_bits` parameter)
 REQ_MULT_BITS = 16  # requantization multiplier: unsigned, 1 .. 2**16 - 1
 REQ_SHIFT_BITS = 6  # requantization shift: 0 .. 63
+WORD_BITS = 32  # default HEU table memory word width (the RTL's `word_bits` parameter)
 
 
 class FormatError(ValueError):

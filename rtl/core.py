@@ -147,7 +147,7 @@ class CoreParams:
     levels: int = 16
     features: int = 2
     log2t: int = 14
-    word_bits: int = 32
+    word_bits: int = ia.WORD_BITS
     depth: int | None = None  # table memory words (default: every level at 8 bits)
     hidden: int = 64
     geo: int = 15

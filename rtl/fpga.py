@@ -1,6 +1,7 @@
 """FPGA resource and Fmax estimate: yosys synth_ecp5, then nextpnr-ecp5 out of context.
 
     python -m rtl.fpga mlp-engine [--rows 8 --cols 8 --max-wbits 8] [--device 25k] [-o build/fpga]
+    python -m rtl.fpga core [--depth 65536] [--device 85k] [-o build/fpga]
 
 Uses the yowasp builds of yosys and nextpnr (`make fpga` installs them into .venv). Out of context
 means no I/O pins are placed, so the figures are the block's own. Writes <out>/<name>.json with
@@ -19,9 +20,15 @@ from pathlib import Path
 
 from hero import atomic
 
-from .gen import mlp_engine, write_verilog
+from .core import CoreParams
+from .gen import core, flag_error, mlp_engine, write_verilog
 
 DEVICES = ("25k", "45k", "85k")
+#: The core placed on the FPGA: the default core (rtl.core.CoreParams) with half its table memory.
+#: Its tables at 8 bits (16 levels of 2**14 two-feature entries) need 2**17 words of 32 bits, 4 Mbit:
+#: more than the 3.7 Mbit of an LFE5U-85F's 208 EBR. 2**16 words (256 KiB, 128 EBR) fit, and hold
+#: the levels a policy puts on chip. The fpga_ecp5 preset describes this build (tests/test_fpga.py).
+FPGA_CORE = {"depth": 1 << 16}
 
 
 def tool(name: str) -> str:
@@ -62,16 +69,25 @@ def main(argv=None) -> int:
     m.add_argument("--cols", type=int, default=8)
     m.add_argument("--max-wbits", type=int, default=8)
     m.add_argument("--device", choices=DEVICES, default="25k")
-    m.add_argument("-o", "--out", type=Path, default=Path("build/fpga"))
+    c = sub.add_parser("core")
+    c.add_argument("--depth", type=int, default=FPGA_CORE["depth"], help="table memory words, default %(default)s")
+    c.add_argument("--device", choices=DEVICES, default="85k")
+    for s in (m, c):
+        s.add_argument("-o", "--out", type=Path, default=Path("build/fpga"))
     a = ap.parse_args(argv)
     try:
-        component = mlp_engine(a.rows, a.cols, a.max_wbits)
+        if a.block == "mlp-engine":
+            top, component = "mlp_engine", mlp_engine(a.rows, a.cols, a.max_wbits)
+            name = f"mlp_engine_{a.rows}x{a.cols}w{a.max_wbits}"
+        else:
+            params = CoreParams(**{**FPGA_CORE, "depth": a.depth})
+            top, component = "core", core(**{**FPGA_CORE, "depth": a.depth})
+            name = f"core_{params.rows}x{params.cols}w{params.max_wbits}_L{params.levels}_d{params.depth}"
     except ValueError as e:
-        ap.error(str(e))
-    name = f"mlp_engine_{a.rows}x{a.cols}w{a.max_wbits}"
+        ap.error(flag_error(str(e)))
     try:
-        verilog = write_verilog(component, "mlp_engine", a.out / name)
-        result = synthesize(verilog, "mlp_engine", a.out / name, a.device)
+        verilog = write_verilog(component, top, a.out / name)
+        result = synthesize(verilog, top, a.out / name, a.device)
     except (RuntimeError, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -65,36 +65,58 @@ def verilator_lint(path: Path, top: str) -> subprocess.CompletedProcess:
                            capture_output=True, text=True)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(prog="python -m rtl.gen", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="block", required=True, metavar="BLOCK")
-    defaults = {f.name: f.default for f in dataclasses.fields(CoreParams)}  # the default core's
+CORE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CoreParams)}
 
-    def param(parser, field: str, what: str) -> None:
-        parser.add_argument("--" + field.replace("_", "-"), type=int, default=defaults[field],
-                            help=f"{what}, default {defaults[field]}")
 
-    m = sub.add_parser("mlp-engine", help="bit-serial PE array with control and requantizers")
-    for field, what in (("rows", "PE rows R (samples per tile)"), ("cols", "PE columns C (outputs per tile)"),
-                        ("max_wbits", "widest weight"), ("acc_bits", "accumulator width")):
-        param(m, field, what)
-    h = sub.add_parser("heu", help="hash encoding unit: multi-resolution hash grid, one lookup per cycle")
-    for field, what in (("levels", "grid levels L"), ("features", "features per entry F"),
-                        ("log2t", "log2 of the table size T per level"), ("word_bits", "table memory word width W")):
-        param(h, field, what)
-    h.add_argument("--depth", type=int, default=None,
-                   help="table memory words (default: L levels of T 8-bit entries)")
-    c = sub.add_parser("core", help="the accelerator: HEU, activation file, weight memory, MLP engine, sequencer")
+def _param(parser, field: str, what: str) -> None:
+    parser.add_argument("--" + field.replace("_", "-"), type=int, default=CORE_DEFAULTS[field],
+                        help=f"{what}, default {CORE_DEFAULTS[field]}")
+
+
+def add_core_flags(parser) -> None:
+    """The core's build parameters as flags (defaults: rtl.core.CoreParams's)."""
     for field, what in (("levels", "grid levels L"), ("features", "features per entry F"),
                         ("log2t", "log2 of the table size T per level"), ("word_bits", "table memory word width W"),
                         ("hidden", "hidden width of the MLPs"), ("geo", "geometry features"),
                         ("rows", "PE rows R (samples per batch)"), ("cols", "PE columns C"),
                         ("max_wbits", "widest weight")):
-        param(c, field, what)
-    c.add_argument("--depth", type=int, default=None, help="table memory words (default: every level at 8 bits)")
-    c.add_argument("--weight-depth", type=int, default=None,
-                   help="weight memory words (default: every layer at --max-wbits)")
+        _param(parser, field, what)
+    parser.add_argument("--depth", type=int, default=None, help="table memory words (default: every level at 8 bits)")
+    parser.add_argument("--weight-depth", type=int, default=None,
+                        help="weight memory words (default: every layer at --max-wbits)")
+
+
+def core_params_from(args) -> CoreParams:
+    """CoreParams from add_core_flags's flags (ValueError names the bad one)."""
+    return CoreParams(levels=args.levels, features=args.features, log2t=args.log2t, word_bits=args.word_bits,
+                      depth=args.depth, hidden=args.hidden, geo=args.geo, rows=args.rows, cols=args.cols,
+                      max_wbits=args.max_wbits, weight_depth=args.weight_depth)
+
+
+def flag_error(msg: str) -> str:
+    """A CoreParams/block ValueError, with the parameter named as its flag."""
+    for attr in CORE_DEFAULTS:
+        if msg.startswith(attr + " ") or msg.startswith(attr + "="):
+            return f"--{attr.replace('_', '-')}: {msg}"
+    return msg
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = cli.ArgumentParser(prog="python -m rtl.gen", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="block", required=True, metavar="BLOCK")
+    m = sub.add_parser("mlp-engine", help="bit-serial PE array with control and requantizers")
+    for field, what in (("rows", "PE rows R (samples per tile)"), ("cols", "PE columns C (outputs per tile)"),
+                        ("max_wbits", "widest weight"), ("acc_bits", "accumulator width")):
+        _param(m, field, what)
+    h = sub.add_parser("heu", help="hash encoding unit: multi-resolution hash grid, one lookup per cycle")
+    for field, what in (("levels", "grid levels L"), ("features", "features per entry F"),
+                        ("log2t", "log2 of the table size T per level"), ("word_bits", "table memory word width W")):
+        _param(h, field, what)
+    h.add_argument("--depth", type=int, default=None,
+                   help="table memory words (default: L levels of T 8-bit entries)")
+    c = sub.add_parser("core", help="the accelerator: HEU, activation file, weight memory, MLP engine, sequencer")
+    add_core_flags(c)
     for s in (m, h, c):
         s.add_argument("-o", "--out", default="build/verilog", help="output folder, default build/verilog")
         s.add_argument("--name", default=None, help="top module and file name (default: the block's)")
@@ -105,9 +127,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    flags = {"rows": "--rows", "cols": "--cols", "max_wbits": "--max-wbits", "acc_bits": "--acc-bits",
-             "levels": "--levels", "features": "--features", "log2t": "--log2t", "word_bits": "--word-bits",
-             "depth": "--depth", "hidden": "--hidden", "geo": "--geo", "weight_depth": "--weight-depth"}
     try:
         if args.block == "mlp-engine":
             name = args.name or "mlp_engine"
@@ -117,16 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             component = heu(args.levels, args.features, args.log2t, args.word_bits, args.depth)
         else:
             name = args.name or "core"
-            component = core(levels=args.levels, features=args.features, log2t=args.log2t, word_bits=args.word_bits,
-                             depth=args.depth, hidden=args.hidden, geo=args.geo, rows=args.rows, cols=args.cols,
-                             max_wbits=args.max_wbits, weight_depth=args.weight_depth)
+            component = Core(core_params_from(args))
     except ValueError as e:
-        msg = str(e)
-        for attr, flag in flags.items():
-            if msg.startswith(attr + " ") or msg.startswith(attr + "="):
-                msg = f"{flag}: {msg}"
-                break
-        parser.error(msg)
+        parser.error(flag_error(str(e)))
     if not name.isidentifier():
         parser.error(f"--name must be a Verilog identifier, got {name!r}")
     try:

@@ -17,6 +17,7 @@ from hero.intarith import (
     HASH_WEIGHT_FRAC_BITS,
     REQ_MULT_BITS,
     REQ_SHIFT_BITS,
+    WORD_BITS,
     HashLevel,
     hash_words_per_level,
 )
@@ -110,7 +111,7 @@ class HEU(wiring.Component):
     Back to back, n points take n * 8L + 6 cycles (sim_py.heu.cycles_per_batch).
     """
 
-    def __init__(self, *, levels: int = 16, features: int = 2, log2t: int = 14, word_bits: int = 32,
+    def __init__(self, *, levels: int = 16, features: int = 2, log2t: int = 14, word_bits: int = WORD_BITS,
                  depth: int | None = None):
         with rejecting(self):
             depth = check_heu_params(levels, features, log2t, word_bits, depth)

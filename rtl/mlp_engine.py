@@ -101,8 +101,6 @@ class MLPEngine(wiring.Component):
                                              max_wbits=self.max_wbits, acc_bits=self.acc_bits)
 
         # Configuration latched at start.
-        k = Signal.like(self.k)
-        wbits = Signal.like(self.wbits)
         act_signed = Signal()
         rq_mult = Signal.like(self.rq_mult)
         rq_shift = Signal.like(self.rq_shift)
@@ -111,6 +109,10 @@ class MLPEngine(wiring.Component):
 
         k_idx = Signal.like(self.k)
         bit_idx = Signal.like(self.wbits)
+        # k - 1 and wbits - 1 latched at start (k and wbits themselves are not needed): FEED compares
+        # the counters with them by equality, with no subtraction's carry chain before the state register.
+        k_last = Signal.like(self.k)
+        bit_last = Signal.like(self.wbits)
         flush = array.skew + 1  # the skew, then the PE's product register
         flush_left = Signal(range(flush + 1))
         row = Signal.like(self.result.payload.row)
@@ -149,7 +151,7 @@ class MLPEngine(wiring.Component):
                 with m.If(self.start):
                     with m.If(config_ok):
                         m.d.sync += [
-                            k.eq(self.k), wbits.eq(self.wbits), act_signed.eq(self.act_signed),
+                            k_last.eq(self.k - 1), bit_last.eq(self.wbits - 1), act_signed.eq(self.act_signed),
                             rq_mult.eq(self.rq_mult), rq_shift.eq(self.rq_shift),
                             rq_relu.eq(self.rq_relu), rq_out_bits.eq(self.rq_out_bits),
                             k_idx.eq(0), bit_idx.eq(0), row.eq(0),
@@ -160,7 +162,7 @@ class MLPEngine(wiring.Component):
                         m.d.sync += self.error.eq(1)
 
             with m.State("FEED"):
-                last_bit = bit_idx == wbits - 1
+                last_bit = bit_idx == bit_last
                 m.d.comb += [
                     self.operand.ready.eq(1),
                     array.en.eq(self.operand.valid),
@@ -176,7 +178,7 @@ class MLPEngine(wiring.Component):
                     m.d.sync += bit_idx.eq(bit_idx + 1)
                 with m.Else():
                     m.d.sync += [bit_idx.eq(0), k_idx.eq(k_idx + 1), flush_left.eq(flush)]
-                    with m.If(k_idx == k - 1):
+                    with m.If(k_idx == k_last):
                         m.next = "FLUSH"
 
             with m.State("FLUSH"):

@@ -5,6 +5,8 @@
   `make calibrate` (sim_py/calibration/rtl_calibrated.json, committed with its error report):
     MLP tile:   cycles = k_bits * K*b + k_rows * R + k_cols * C + k_tile
     HEU batch:  cycles = n * k_lookup * 8 * L + k_batch
+    core:       sim_py.core's schedule with result = k_result cycles per result and
+                issue = k_issue cycles before a batch's first tile
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import heu, mlp_engine
+from .core import CoreTiming
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration" / "rtl_calibrated.json"
 BACKENDS = ("analytic", "rtl_calibrated")
@@ -42,6 +45,10 @@ class Analytic:
     def heu_latency(levels: int) -> float:
         return heu.latency(levels)
 
+    def core_timing(self, levels: int, tiles: float) -> CoreTiming:
+        """The core's schedule for one batch's engine cycles `tiles`."""
+        return CoreTiming(self.heu_point_cycles(levels), self.heu_latency(levels), tiles)
+
 
 @dataclass(frozen=True)
 class Calibrated:
@@ -51,6 +58,8 @@ class Calibrated:
     k_tile: float
     k_lookup: float
     k_batch: float
+    k_result: float
+    k_issue: float
     name: str = "rtl_calibrated"
 
     def mlp_tile_cycles(self, k: int, wbits: int, rows: int, cols: int) -> float:
@@ -65,6 +74,10 @@ class Calibrated:
     def heu_latency(self, levels: int) -> float:
         """From a point's handshake to its output: a batch is (n - 1) points, this, and its handshake."""
         return self.heu_point_cycles(levels) + self.k_batch - 1
+
+    def core_timing(self, levels: int, tiles: float) -> CoreTiming:
+        return CoreTiming(self.heu_point_cycles(levels), self.heu_latency(levels), tiles, self.k_result,
+                          self.k_issue)
 
 
 def get_backend(name: str):

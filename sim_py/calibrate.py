@@ -2,11 +2,14 @@
 
     python -m sim_py.calibrate [--out sim_py/calibration/rtl_calibrated.json]
 
-Runs cocotb/Verilator sweeps of the MLP engine (several array shapes, K, weight bits) and of the
-hash encoding unit (batch sizes, levels), fits the constants of sim_py/backends.py by least
-squares, and writes them with the sweep points, the per-point error and a fingerprint of the RTL
-that was swept. tests/test_calibration.py fails, naming `make calibrate`, once the RTL's Verilog
-no longer matches that fingerprint.
+Runs cocotb/Verilator sweeps of the MLP engine (several array shapes, K, weight bits), of the
+hash encoding unit (batch sizes, levels) and of the whole core (rtl/core.py: array shapes, levels,
+random policies, streams of batches), fits the constants of sim_py/backends.py by least squares,
+and writes them with the sweep points, the per-point error and a fingerprint of the RTL that was
+swept. The blocks' constants come from the blocks' sweeps; the core's own (cycles per result, and
+before a batch's first tile) from single batches through the core; its streams of many batches
+check the overlap of the HEU and the engine that the schedule predicts. tests/test_calibration.py
+fails, naming `make calibrate`, once the RTL's Verilog no longer matches that fingerprint.
 """
 
 from __future__ import annotations
@@ -14,15 +17,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from hero import atomic
+from hero.quant.export import load_export
+from rtl.core import Core
 from rtl.gen import heu, mlp_engine, to_verilog
+from verif.core_host import sweep_core_params
 
 from .backends import CALIBRATION_FILE, Calibrated
+from .core import timed_schedule
 
 #: (rows, cols, max_wbits) swept for the fit; bench.cycle_model holds other shapes out.
 MLP_FIT_SHAPES = ((8, 8, 8), (4, 4, 8), (2, 6, 4), (6, 3, 6))
@@ -30,6 +38,15 @@ MLP_FIT_KS = (1, 5, 16, 64)
 #: (levels, features, log2t, word_bits) of the HEU, and batch sizes, swept for the fit.
 HEU_FIT_SHAPES = ((1, 2, 8, 32), (2, 2, 8, 32), (4, 2, 8, 32))
 HEU_FIT_POINTS = (1, 5, 16)
+#: Cores swept for the fit, as (levels, rows, cols, max_wbits, policy seed) of verif.core_host's
+#: untrained NeRF: engine-bound (8x8, L=4; 4x3, L=2) and HEU-bound (8x16, L=16).
+CORE_FIT_CASES = ((4, 8, 8, 8, 11), (2, 4, 3, 8, 12), (16, 8, 16, 8, 13))
+
+
+def core_streams(rows: int) -> list[list[int]]:
+    """A batch of every size alone, then streams that overlap: full batches, and full and partial in turn."""
+    return ([[n] for n in range(1, rows + 1)] + [[rows] * 6, [rows, min(3, rows), rows, 1, rows, rows],
+                                                 [rows] * 17 + [max(1, rows - 1)]])
 
 
 def rtl_fingerprint() -> dict[str, str]:
@@ -41,6 +58,9 @@ def rtl_fingerprint() -> dict[str, str]:
     for levels, f, log2t, w in HEU_FIT_SHAPES:
         text = to_verilog(heu(levels, f, log2t, w), "heu")
         out[f"heu_L{levels}F{f}T{log2t}W{w}"] = hashlib.sha256(text.encode()).hexdigest()
+    for levels, rows, cols, wb, _ in CORE_FIT_CASES:
+        text = to_verilog(Core(sweep_core_params(levels, rows, cols, wb)), "core")
+        out[f"core_L{levels}_{rows}x{cols}w{wb}"] = hashlib.sha256(text.encode()).hexdigest()
     return out
 
 
@@ -84,6 +104,49 @@ def sweep_heu(shapes=HEU_FIT_SHAPES, batches=HEU_FIT_POINTS, seed: int = 11, bit
     return points
 
 
+def sweep_core(cases=CORE_FIT_CASES) -> list[dict]:
+    """Measured cycles of streams of batches through the core, one row per (case, stream), with what
+    the core's schedule needs to predict them: levels, array, and the engine cycles of one batch."""
+    from verif import sim
+    from verif.core_host import sweep_case
+
+    points = []
+    for levels, rows, cols, wb, seed in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            params, tb = sweep_case(levels, rows, cols, wb, seed, Path(tmp))
+            out = Path(tmp) / "sweep.json"
+            sim.run(sim.build(Core(params), "core", waves=False), "verif.tb_core", "cycle_sweep",
+                    {**tb, "streams": core_streams(rows), "out": str(out)})
+            model = load_export(tb["export"])
+            layers = [(s.k, s.c_out, x.bits) for s, x in zip(params.layers, model.layers, strict=True)]
+            for r in json.loads(out.read_text()):
+                points.append({"levels": levels, "rows": rows, "cols": cols, "max_wbits": wb, "policy_seed": seed,
+                               "layers": layers, "sizes": r["sizes"], "cycles": r["cycles"]})
+    return points
+
+
+def core_prediction(backend, p: dict) -> float:
+    """The schedule's cycles for a core sweep point, from the backend's constants."""
+    tiles = sum(math.ceil(c_out / p["cols"]) * backend.mlp_tile_cycles(k, b, p["rows"], p["cols"])
+                for k, c_out, b in p["layers"])
+    return timed_schedule(p["sizes"], backend.core_timing(p["levels"], tiles), p["rows"])[-1]["last_out"] + 1
+
+
+def fit_core(points: list[dict], blocks: dict) -> tuple[dict, float]:
+    """Least-squares k_result and k_issue from the single batches, given the blocks' constants: a
+    batch of n alone takes n*point + k_batch + tiles + k_issue + (n - 1)*k_result; the error is over
+    every point, the overlapped streams included."""
+    probe = Calibrated(**blocks, k_result=0.0, k_issue=0.0)
+    single = [p for p in points if len(p["sizes"]) == 1]
+    a = np.array([[p["sizes"][0] - 1, 1.0] for p in single])
+    y = np.array([p["cycles"] - core_prediction(probe, p) for p in single], dtype=float)
+    coef = np.round(np.linalg.lstsq(a, y, rcond=None)[0], 9)
+    consts = {"k_result": float(coef[0]), "k_issue": float(coef[1])}
+    model = Calibrated(**blocks, **consts)
+    err = max(abs(core_prediction(model, p) - p["cycles"]) / p["cycles"] * 100 for p in points)
+    return consts, float(err)
+
+
 def fit_heu(points: list[dict]) -> tuple[dict, float]:
     """Least-squares constants of cycles = n * k_lookup * 8L + k_batch."""
     a = np.array([[p["n"] * 8 * p["levels"], 1.0] for p in points])
@@ -109,13 +172,15 @@ def calibrate() -> dict:
     mlp_consts, mlp_err = fit_mlp(mlp_points)
     heu_points = sweep_heu()
     heu_consts, heu_err = fit_heu(heu_points)
-    consts = {**mlp_consts, **heu_consts}
+    core_points = sweep_core()
+    core_consts, core_err = fit_core(core_points, {**mlp_consts, **heu_consts})
+    consts = {**mlp_consts, **heu_consts, **core_consts}
     Calibrated(**consts)  # validates the set of names
     return {
         "constants": consts,
-        "max_error_pct": {"mlp_engine": mlp_err, "heu": heu_err},
+        "max_error_pct": {"mlp_engine": mlp_err, "heu": heu_err, "core": core_err},
         "rtl_fingerprint": rtl_fingerprint(),
-        "points": {"mlp_engine": mlp_points, "heu": heu_points},
+        "points": {"mlp_engine": mlp_points, "heu": heu_points, "core": core_points},
     }
 
 
@@ -131,6 +196,8 @@ def main(argv=None) -> int:
           f"   ({len(result['points']['mlp_engine'])} points, max error {e['mlp_engine']:.4f}%)")
     print(f"HEU batch: cycles = n*{c['k_lookup']:g}*8L + {c['k_batch']:g}"
           f"   ({len(result['points']['heu'])} points, max error {e['heu']:.4f}%)")
+    print(f"core: schedule with {c['k_result']:g} cycles per result, {c['k_issue']:g} before a batch's first tile"
+          f"   ({len(result['points']['core'])} streams, max error {e['core']:.4f}%)")
     print(f"wrote {a.out}")
     return 0
 

@@ -27,12 +27,15 @@ WARMUP_BATCHES = 8
 @dataclass(frozen=True)
 class CoreTiming:
     """The schedule's durations, in cycles: `point` between samples into the HEU, `encode` from a
-    batch's last sample to its last feature, `tiles` of one batch's layers, `result` per result."""
+    batch's last sample to its last feature, `tiles` of one batch's layers, `result` per result,
+    `issue` from the later of a batch's last feature and the previous batch's last result to its
+    first tile."""
 
     point: float
     encode: float
     tiles: float
     result: float = 1.0
+    issue: float = 1.0
 
     @classmethod
     def of(cls, levels: int, layers, rows: int, cols: int) -> CoreTiming:
@@ -51,7 +54,7 @@ def _batch(t: CoreTiming, n: int, prev: dict | None, prev2: dict | None) -> dict
         first = max(first, prev2["last_out"] + 1)
     last_in = first + (n - 1) * t.point
     encoded = last_in + t.encode
-    run = max(encoded, prev["last_out"] if prev else 0) + 1
+    run = max(encoded, prev["last_out"] if prev else 0) + t.issue
     return {"first_in": first, "last_in": last_in, "encoded": encoded, "run": run,
             "last_out": run + t.tiles + (n - 1) * t.result}
 

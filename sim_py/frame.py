@@ -17,6 +17,7 @@ weight_bits) then times a frame in milliseconds:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from hero.intarith import (
     hash_levels,
 )
 
-from .core import CoreTiming, frame_cycles
+from .core import frame_cycles
 from .hw import HardwareConfig
 from .memory import dram_cycles, entry_line, lru_misses, place_levels
 from .workload import Workload
@@ -121,12 +122,13 @@ class FrameModel:
                      for ly, b in zip(w.layers, wb, strict=True)}
         n_batches = math.ceil(n / hw.pe_rows)
         tiles = sum(per_batch.values())
-        mlp = n_batches * tiles + n  # every batch's tiles, and one cycle per result
+        timing = self.backend.core_timing(L, tiles)
+        mlp = n_batches * tiles + n * timing.result  # every batch's tiles, then its results
 
         # The core's schedule, and the one-time weight load.
         heu_total = encoding + stall
-        point = self.backend.heu_point_cycles(L) / hw.heu_lanes + (conflicts + stall) / n
-        core = frame_cycles(n, CoreTiming(point, self.backend.heu_latency(L), tiles), hw.pe_rows)
+        point = timing.point / hw.heu_lanes + (conflicts + stall) / n
+        core = frame_cycles(n, dataclasses.replace(timing, point=point), hw.pe_rows)
         # The weights and each output channel's requantization registers (REQ_MULT_BITS + REQ_SHIFT_BITS).
         weight_bytes = sum(ly.c_out * (ly.k * b + REQ_MULT_BITS + REQ_SHIFT_BITS)
                            for ly, b in zip(w.layers, wb, strict=True)) / 8

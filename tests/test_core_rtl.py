@@ -9,17 +9,16 @@ import torch
 
 from hero import checkpoint
 from hero.data.scene import load_scene
-from hero.intarith import ACT_BITS, MIN_WBITS, hash_position
 from hero.nerf.model import sh_encode
 from hero.nerf.render import camera_meta, frame_samples, pixels, select_rays
 from hero.quant.calib import training_samples
 from hero.quant.export import export, load_export
-from hero.quant.policy import FIRST_LAYER, Policy
 from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges
 from rtl.core import Core, CoreParams
 from rtl.gen import main as gen_main
 from tests.test_quant import mixed_policy
 from verif import sim
+from verif.core_host import core_params, random_policy, save_trace
 
 pytestmark = pytest.mark.verilator
 
@@ -31,31 +30,12 @@ CONFIGS = {"8x8w8": (8, 8, 8, "mixed"), "4x3w8": (4, 3, 8, 1), "2x16w6": (2, 16,
 TESTCASES = ["quantized_nerf_samples", "backpressure_and_gaps", "refused_config", "reset_mid_batch"]
 
 
-def random_policy(model, seed: int, max_wbits: int) -> Policy:
-    """Tables, weights and activations at random widths (2..8; weights up to max_wbits)."""
-    rng = np.random.default_rng(seed)
-    units = model.quant_units()
-    tables = {n: int(rng.integers(MIN_WBITS, 9)) for n, k, _ in units if k == "hash_level"}
-    layers = [n for n, k, _ in units if k == "linear"]
-    weights = {n: int(rng.integers(MIN_WBITS, max_wbits + 1)) for n in layers}
-    acts = {n: ACT_BITS if n == FIRST_LAYER else int(rng.integers(MIN_WBITS, 9)) for n in layers}
-    return Policy(tables, weights, acts)
-
-
 @pytest.fixture(scope="module")
 def setup(tiny_ckpt):
     model, meta = checkpoint.load(tiny_ckpt)
     scene = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
     pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=128)
     return model, meta, pos, dirs, calibrate_ranges(model, pos, dirs)
-
-
-def save_trace(qn, pos: torch.Tensor, sh: torch.Tensor, path) -> None:
-    """What the testbench sends (u16 positions, SH integers) and what it expects (the integer path)."""
-    trace = {k: v.numpy() for k, v in qn.trace_int(pos, sh).items()}
-    trace["positions"] = hash_position(qn.model.normalize(pos).double().numpy())
-    trace["sh"] = qn.sh_int(sh).numpy()
-    np.savez(path, **trace)
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +55,6 @@ def quantized(setup, tmp_path_factory):
         return done[key]
 
     return get
-
-
-def core_params(qn, rows: int, cols: int, max_wbits: int) -> CoreParams:
-    g, cfg = qn.grid, qn.model.cfg
-    return CoreParams(levels=g.levels, features=g.features, log2t=g.log2T, word_bits=qn.word_bits,
-                      hidden=cfg["hidden"], geo=cfg["geo_features"], rows=rows, cols=cols, max_wbits=max_wbits)
 
 
 _BUILDS: dict = {}

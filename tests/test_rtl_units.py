@@ -163,3 +163,15 @@ def test_gen_unwritable_output_is_a_clear_error(tmp_path):
     blocker.write_text("")
     res = run_gen("mlp-engine", "-o", str(blocker / "sub"))
     assert res.returncode == 2 and "cannot write there" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_block_diagram_follows_the_parameters(tmp_path):
+    from rtl.core import CoreParams
+    from rtl.diagram import labels, main
+
+    text = labels(CoreParams(rows=4, cols=16, levels=8))
+    assert "4 x 16 bit-serial PEs" in text["engine"] and "8 levels" in text["heu"]
+    assert main(["--rows", "4", "-o", str(tmp_path / "core.png")]) == 0
+    assert (tmp_path / "core.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit):
+        main(["--rows", "0", "-o", str(tmp_path / "bad.png")])

@@ -29,7 +29,6 @@ from hero.nerf.model import sh_encode, trunc_exp
 from .kmeans import assign, kmeans_1d
 from .policy import Policy
 
-WORD_BITS = 32  # HEU table memory word (rtl.gen heu default)
 OUTPUT_LAYERS = {"density.fc1", "color.fc2"}  # their accumulators leave the engine for the host
 #: the activation range (a Ranges.inputs key) that each layer's requantizer maps its output onto
 REQUANT_RANGES = {"density.fc0": "density.fc1", "density.fc1": "color.fc0.geo", "color.fc0": "color.fc1",
@@ -260,7 +259,7 @@ class QLayer:
 
 
 class QuantizedNeRF:
-    def __init__(self, model, policy: Policy, ranges: Ranges, fuse_relu: bool = True, word_bits: int = WORD_BITS,
+    def __init__(self, model, policy: Policy, ranges: Ranges, fuse_relu: bool = True, word_bits: int = ia.WORD_BITS,
                  tables: str = "uniform", scales: str = "output", rounding: str = "gptq",
                  granularity: str = "channel", sh_steps: tuple[float, ...] = SH_STEPS):
         if tables not in ("uniform", "kmeans"):

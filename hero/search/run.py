@@ -64,17 +64,36 @@ def unit_shares(frame: FrameModel, model) -> tuple[dict, dict]:
 
 
 def scoring_setup(ckpt: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", seed: int = 0,
-                  latency_weight: float = 3.0, held_out: int = 16384, objective: str = "latency"):
-    """The model, its test scene, the hardware, the frame model and the Scorer a search scores with."""
+                  latency_weight: float = 3.0, held_out: int = 16384, objective: str = "latency",
+                  progress: bool = False):
+    """The model, its test scene, the hardware, the frame model and the Scorer a search scores with.
+    With `progress`, one status line per step (each can take seconds on a large capture)."""
+    status = Status(progress)
+    status(f"loading {ckpt}")
     model, meta = checkpoint.load(ckpt)
     train_scene, val_scene, test_scene = checkpoint_scenes(meta)
+    status(f"calibrating activation ranges on training rays ({len(train_scene)} views)")
     ranges = calibrated_ranges(model, meta, train_scene, seed)
     hwcfg = load_hardware(hw_preset)
+    status(f"preparing the frame workload: test view 0 ({test_scene.width}x{test_scene.height}) on {hwcfg.name}")
     wl = workload_from_frame(model, meta["occupancy"], torch.from_numpy(test_scene.c2w[0]), camera_meta(test_scene),
                              meta["dt"], meta["max_steps"], name=f"{Path(meta['data']).name} test view 0")
     frame = FrameModel(wl, hwcfg, get_backend(hw))
+    status(f"drawing {held_out} held-out rays of the validation views ({wl.n_samples} frame samples traced)")
     scorer = Scorer(model, meta, ranges, held_out_rays(val_scene, held_out, seed), frame, latency_weight, objective)
+    status("ready")
     return model, meta, test_scene, hwcfg, frame, scorer
+
+
+class Status:
+    """Status lines with the elapsed time, or nothing."""
+
+    def __init__(self, on: bool):
+        self.on, self.t0 = on, time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        if self.on:
+            print(f"[{time.perf_counter() - self.t0:6.1f} s] {msg}", flush=True)
 
 
 def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", episodes: int = 60,
@@ -98,7 +117,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     model, meta, test_scene, hwcfg, frame, scorer = scoring_setup(ckpt, hw, hw_preset, seed, latency_weight,
-                                                                  held_out, objective)
+                                                                  held_out, objective, progress)
     lat_share, mem_share = unit_shares(frame, model)
     env = QuantEnv(model, units_of(model, lat_share, mem_share))
 
