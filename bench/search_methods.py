@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", nargs="+", choices=["procedural", "lego"], default=["procedural", "lego"])
     ap.add_argument("--hw-presets", nargs="+", default=["fpga_ecp5"])
     ap.add_argument("--seeds", nargs="+", type=cli.number(int, lo=0), default=[0, 1, 2])
-    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=[m for m in METHODS if m != "caq"],
+                    help="default: every method but caq, which is not budgeted in evaluations (one policy)")
     ap.add_argument("--episodes", type=cli.number(int, lo=1), default=20, help="DDPG's episodes")
     ap.add_argument("--evaluations", type=cli.number(int, lo=1), default=60,
                     help="policy evaluations every method gets, refinement included")

@@ -25,7 +25,7 @@ from .bitserial_pe import check_pe_params
 from .heu import HEU, check_heu_params, level_record, point_layout
 from .heu import config_layout as heu_config_layout
 from .mlp_engine import COUNTER_BITS, K_BITS, MLPEngine, tile_requant, weight_plane_words
-from .params import check_int, rejecting
+from .params import at_most, check_int, rejecting
 from .pe_array import check_array_params
 
 
@@ -335,7 +335,7 @@ class Core(wiring.Component):
         col = cfg.addr[:p.col_bits]
         fold_addr = cfg.addr >> p.col_bits
         layer_rec = layer_lay(cfg.data[:layer_lay.size])
-        layer_ok = ((cfg.addr < nl) & (layer_rec.wbits >= ia.MIN_WBITS) & (layer_rec.wbits <= p.max_wbits)
+        layer_ok = ((cfg.addr < nl) & (layer_rec.wbits >= ia.MIN_WBITS) & at_most(layer_rec.wbits, p.max_wbits)
                     & (layer_rec.out_bits >= 2) & (layer_rec.out_bits <= ia.ACT_BITS))
         ok = Signal()
         with m.Switch(tgt):

@@ -9,7 +9,7 @@ from hero import intarith as ia
 from hero.intarith import ACC_BITS, ACT_BITS, MAX_WBITS, MIN_WBITS, REQ_MULT_BITS, REQ_SHIFT_BITS
 
 from .bitserial_pe import check_pe_params
-from .params import rejecting
+from .params import at_most, rejecting
 from .pe_array import PEArray, check_array_params
 from .requantizer import Requantizer
 
@@ -120,7 +120,7 @@ class MLPEngine(wiring.Component):
         mult_ok = 1
         for c in range(cols):
             mult_ok &= self.rq_mult[c] != 0
-        config_ok = ((self.k != 0) & (self.wbits >= MIN_WBITS) & (self.wbits <= self.max_wbits)
+        config_ok = ((self.k != 0) & (self.wbits >= MIN_WBITS) & at_most(self.wbits, self.max_wbits)
                      & (self.rq_out_bits >= 2) & (self.rq_out_bits <= self.act_bits) & mult_ok)
 
         # Operand path: extend each activation lane by the tile's signedness.

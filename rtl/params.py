@@ -2,6 +2,8 @@
 
 from contextlib import contextmanager
 
+from amaranth import Const
+
 
 def check_int(name: str, value, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -17,3 +19,10 @@ def rejecting(component):
     except ValueError:
         component._MustUse__silence = True
         raise
+
+
+def at_most(value, limit: int):
+    """`value <= limit` for an unsigned signal; a constant 1 where `limit` is the largest value the signal
+    holds (e.g. wbits of range(8) against max_wbits = 7), a comparison Verilator's lint refuses as
+    constant (CMPCONST)."""
+    return Const(1) if limit >= (1 << len(value)) - 1 else value <= limit

@@ -124,8 +124,10 @@ def test_encoder_refuses_a_model_that_does_not_fit(quantized):
             CoreParams(**{**base, "depth": None, **change}).config_records(model)
 
 
-def test_gen_core_passes_verilator_lint(tmp_path, capsys):
-    assert gen_main(["core", "--levels", "4", "--log2t", "10", "--hidden", "16", "-o", str(tmp_path), "--lint"]) == 0
+@pytest.mark.parametrize("max_wbits", ["8", "7"])  # 7: the widest weight is the largest wbits field value
+def test_gen_core_passes_verilator_lint(tmp_path, capsys, max_wbits):
+    assert gen_main(["core", "--levels", "4", "--log2t", "10", "--hidden", "16", "--max-wbits", max_wbits,
+                     "-o", str(tmp_path), "--lint"]) == 0
     assert "verilator --lint-only: clean" in capsys.readouterr().out
 
 

@@ -26,9 +26,9 @@ def test_mlp_engine(engine, testcase):
     sim.run(build, "verif.tb_mlp_engine", testcase, params, tag=tag)
 
 
-@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("config", [*CONFIGS, "2x3w7"])  # w7: the widest weight fills its wbits field
 def test_verilog_passes_verilator_lint(tmp_path, config):
-    rows, cols, max_wbits = CONFIGS[config]
+    rows, cols, max_wbits = CONFIGS.get(config, (2, 3, 7))
     path = write_verilog(mlp_engine(rows, cols, max_wbits), "mlp_engine", tmp_path)
     res = verilator_lint(path, "mlp_engine")
     assert res.returncode == 0, res.stderr

@@ -11,7 +11,7 @@ from hero.search.refine import refine
 from hero.search.run import STATE, scoring_setup, search
 
 BUDGET = 6
-OTHERS = [m for m in METHODS if m != "ddpg"]
+OTHERS = [m for m in METHODS if m not in ("ddpg", "caq")]  # caq: one evaluation, tested below
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,34 @@ def test_each_method_spends_the_budget_deterministically_and_resumes(setup, tmp_
         assert run(setup, method, tmp_path / "d", seed=1) != a  # another seed explores elsewhere
 
 
+def test_caq_method_scores_caqs_own_policy_once_and_resumes(setup, tiny_ckpt, tmp_path, monkeypatch):
+    """CAQ trains its soft bits (hardware-blind), and its learned policy is the method's one evaluation:
+    the table width is one for every level, as CAQ has it; a rerun replays it without training again."""
+    from hero.quant.policy import load_policy
+    from hero.search import methods
+    from hero.search.env import KIND_FIELD
+
+    monkeypatch.setitem(methods.CAQ_METHOD, "steps", 4)
+    monkeypatch.setitem(methods.CAQ_METHOD, "rays", 256)
+    monkeypatch.setitem(methods.CAQ_METHOD, "calib_batches", 2)
+    env, scorer = setup
+
+    def go():
+        return run_method("caq", env, scorer, lambda p: True, BUDGET, 0, tmp_path / STATE, {"method": "caq"},
+                          refine_passes=10, progress=False, ckpt=tiny_ckpt)
+
+    trace = go()
+    assert len(trace) == 1 and trace[0]["phase"] == "caq"
+    policy = load_policy(tmp_path / "caq" / "policy.json", env.model)
+    assert trace[0]["bits"] == [getattr(policy, KIND_FIELD[u.kind])[u.name] for u in env.units]
+    assert len({b for u, b in zip(env.units, trace[0]["bits"], strict=True) if u.kind == "table"}) == 1
+    mtime = (tmp_path / "caq" / "policy.json").stat().st_mtime_ns
+    assert go() == trace and (tmp_path / "caq" / "policy.json").stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="needs the checkpoint"):
+        run_method("caq", env, scorer, lambda p: True, BUDGET, 0, tmp_path / "other" / STATE, {"method": "caq"},
+                   refine_passes=10, progress=False)
+
+
 def test_a_state_of_another_method_is_refused(setup, tiny_ckpt, tmp_path):
     run(setup, "random", tmp_path)
     with pytest.raises(ValueError, match="other settings"):
@@ -71,7 +99,7 @@ def test_pareto_set_and_hypervolume():
 
 @pytest.mark.parametrize("args, message", [
     (["--method", "bayes"], "argument --method: invalid choice: 'bayes' (choose from 'ddpg', 'random', 'greedy', "
-                            "'tpe', 'nsga2')"),
+                            "'tpe', 'nsga2', 'caq')"),
     (["--evaluations", "0"], "argument --evaluations: 0 is out of range; expected an integer >= 1"),
     (["--episodes", "5", "--evaluations", "3"], "--evaluations 3: fewer than --episodes 5"),
 ])

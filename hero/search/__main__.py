@@ -30,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--hw", choices=BACKENDS, default="rtl_calibrated", help="cycle-model backend")
     ap.add_argument("--hw-preset", default="fpga_ecp5", help="hardware preset name or TOML file (fpga_ecp5)")
     ap.add_argument("--method", choices=METHODS, default="ddpg",
-                    help="search method: ddpg (the paper's, default), random, greedy, tpe, nsga2 (docs/search.md)")
+                    help="search method: ddpg (the paper's, default), random, greedy, tpe, nsga2, or caq (the A-CAQ "
+                         "baseline: hero.caq's learned policy, scored once) (docs/search.md)")
     ap.add_argument("--episodes", type=int, default=60, help="DDPG episodes (other methods: see --evaluations)")
     ap.add_argument("--evaluations", type=cli.number(int, lo=1), default=None,
                     help="policy evaluations the method gets, refinement included (default: DDPG runs --episodes "

@@ -16,6 +16,9 @@ import numpy as np
 
 from hero.quant.policy import FIRST_LAYER, Policy
 
+#: The Policy field that holds a unit of each kind.
+KIND_FIELD = {"table": "tables", "weights": "weights", "activations": "activations"}
+
 KINDS = ("table", "weights", "activations")
 
 
@@ -87,7 +90,7 @@ class QuantEnv:
         bits = self.bits if bits is None else bits
         pol = Policy.uniform(self.model, 8)
         for u, b in zip(self.units, bits, strict=True):
-            getattr(pol, {"table": "tables", "weights": "weights", "activations": "activations"}[u.kind])[u.name] = b
+            getattr(pol, KIND_FIELD[u.kind])[u.name] = b
         return pol
 
     def fit_budget(self, bits: list[int], fits) -> list[int] | None:

@@ -2,7 +2,9 @@
 
 As in HAQ, the environment (units, budgets, the Scorer) is one and the methods are strategies that
 propose bit lists to it: `random` (uniform random bit widths), `greedy` (the refinement of
-hero/search/refine.py alone, from uniform 8), `tpe` and `nsga2` (Optuna's samplers). DDPG runs in
+hero/search/refine.py alone, from uniform 8), `tpe` and `nsga2` (Optuna's samplers), and `caq`
+(the A-CAQ baseline, hero/caq: its own training learns one policy, blind to the hardware, which is
+scored once; CAQ_METHOD holds its settings, those of bench.hero_vs_caq's MDL point). DDPG runs in
 hero/search/run.py. Every proposal goes through `evaluate_bits`, as DDPG's episodes do: fitted to
 the budgets, then scored, with the same penalty when nothing fits.
 
@@ -17,11 +19,14 @@ import numpy as np
 from hero import checkpoint
 from hero.interrupt import Interrupted, Interruptible
 
-from .env import QuantEnv
+from .env import KIND_FIELD, QuantEnv
 from .refine import refine
 from .score import Scorer
 
-METHODS = ("ddpg", "random", "greedy", "tpe", "nsga2")
+METHODS = ("ddpg", "random", "greedy", "tpe", "nsga2", "caq")
+#: hero.caq's settings when it runs as a method: MDL (no PSNR target to choose per scene), and the
+#: budget of bench.hero_vs_caq's CAQ points.
+CAQ_METHOD = {"target": "mdl", "steps": 200, "rays": 1024, "calib_batches": 10, "lam": 1e-3}
 INFEASIBLE_PENALTY = 10.0
 
 
@@ -120,12 +125,28 @@ def run_optuna(ev: Evaluator, env: QuantEnv, seed: int, method: str, objective: 
             study.tell(trial, [rec["psnr"] - (0.0 if rec["feasible"] else INFEASIBLE_PENALTY), other])
 
 
-RUNNERS = {"random": run_random, "greedy": run_greedy, "tpe": run_optuna, "nsga2": run_optuna}
+def run_caq(ev: Evaluator, env: QuantEnv, seed: int, ckpt, folder, progress: bool = False, **_) -> None:
+    """CAQ trains its soft bits on the checkpoint (in folder/caq, resumable); its policy is one evaluation."""
+    from hero.caq.run import caq
+    from hero.quant.policy import load_policy
+
+    if ev.stored:  # resumed after its evaluation: CAQ's policy is in the state
+        ev(ev.stored[0]["proposed"])
+        return
+    if ckpt is None:
+        raise ValueError("the caq method needs the checkpoint it trains on")
+    caq(ckpt, folder / "caq", seed=seed, test_views=1, progress=progress, **CAQ_METHOD)
+    policy = load_policy(folder / "caq" / "policy.json", env.model)
+    ev([getattr(policy, KIND_FIELD[u.kind])[u.name] for u in env.units])
+
+
+RUNNERS = {"random": run_random, "greedy": run_greedy, "tpe": run_optuna, "nsga2": run_optuna, "caq": run_caq}
 
 
 def run_method(method: str, env: QuantEnv, scorer: Scorer, fits, limit: int, seed: int, state_path,
-               settings: dict, refine_passes: int, progress: bool) -> list[dict]:
-    """Run `method` for `limit` evaluations at most (resuming from `state_path`); its evaluations."""
+               settings: dict, refine_passes: int, progress: bool, ckpt=None) -> list[dict]:
+    """Run `method` for `limit` evaluations at most (resuming from `state_path`); its evaluations.
+    `ckpt`: the checkpoint, for the methods that train on it (caq)."""
     stored = []
     if state_path.exists():
         st = checkpoint.load_state(state_path)
@@ -147,7 +168,7 @@ def run_method(method: str, env: QuantEnv, scorer: Scorer, fits, limit: int, see
             ev = Evaluator(env, scorer, fits, limit, stored, save, stop, bar, phase=method, where=str(state_path))
             try:
                 RUNNERS[method](ev, env, seed=seed, fits=fits, refine_passes=refine_passes, method=method,
-                                objective=scorer.objective)
+                                objective=scorer.objective, ckpt=ckpt, folder=state_path.parent)
             except Spent:
                 pass
     finally:

@@ -137,7 +137,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     if method != "ddpg":
         limit = DEFAULT_EVALUATIONS_PER_EPISODE * episodes if evaluations is None else evaluations
         trace = run_method(method, env, scorer, fits, limit, seed if agent_seed is None else agent_seed,
-                           out / STATE, settings, refine_passes, progress)
+                           out / STATE, settings, refine_passes, progress, ckpt=ckpt)
         rows = csv_rows(trace, key="episode")
         best = max((r for r in rows if r["feasible"]), key=lambda r: r["reward"], default=None)
         if best is None:
