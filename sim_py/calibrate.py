@@ -121,7 +121,8 @@ def sweep_core(cases=CORE_FIT_CASES) -> list[dict]:
             layers = [(s.k, s.c_out, x.bits) for s, x in zip(params.layers, model.layers, strict=True)]
             for r in json.loads(out.read_text()):
                 points.append({"levels": levels, "rows": rows, "cols": cols, "max_wbits": wb, "policy_seed": seed,
-                               "layers": layers, "sizes": r["sizes"], "cycles": r["cycles"]})
+                               "layers": layers, "sizes": r["sizes"], "cycles": r["cycles"],
+                               "cycles_per_s": r["cycles_per_s"]})
     return points
 
 

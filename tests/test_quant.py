@@ -13,7 +13,7 @@ from hero import intarith as ia
 from hero.nerf.model import sh_encode
 from hero.quant.calib import checkpoint_scene, rendering_importance, training_march, training_samples
 from hero.quant.export import export as export_model
-from hero.quant.export import load_export
+from hero.quant.export import frozen, load_export
 from hero.quant.policy import Policy, PolicyError, load_policy, policy_from_dict
 from hero.quant.qnerf import (
     SH_STEPS,
@@ -156,6 +156,17 @@ def test_export_roundtrip(setup, tmp_path):
         np.testing.assert_array_equal(got, t)
     meta = json.loads(json.dumps(ex.meta))
     assert meta["format"] == "hero-qmodel/2" and meta["policy"]["tables"]["grid.level03"] == 2
+    # The file form reads back as the artifact itself (hero.quant.export.frozen), field for field.
+    art = frozen(qn)
+    assert (art.meta, art.levels) == (ex.meta, ex.levels)
+    np.testing.assert_array_equal(art.table_memory, ex.table_memory)
+    for a, b in zip(art.tables, ex.tables, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(art.layers, ex.layers, strict=True):
+        np.testing.assert_array_equal(a.weights, b.weights)
+        np.testing.assert_array_equal(a.w_scale, b.w_scale)
+        np.testing.assert_array_equal(a.out_scale, b.out_scale)
+        assert (a.name, a.bits, a.in_format, a.rq, a.relu_after) == (b.name, b.bits, b.in_format, b.rq, b.relu_after)
     with pytest.raises(ValueError, match="no such file"):
         load_export(tmp_path / "none.npz")
 

@@ -1,4 +1,9 @@
-"""Export of a quantized model: every integer and register the accelerator loads (docs/quant.md).
+"""The frozen quantized model, and its file form: every integer and register the accelerator loads
+(docs/quant.md).
+
+`frozen(qn)` turns a QuantizedNeRF (whose QLayers keep the torch tensors that QAT trains) into the
+artifact the hardware side consumes, a QuantizedExport of numpy arrays and intarith records;
+`save` writes it and `load_export` reads it back equal; `export(qn, path)` is both.
 
 One .npz file, format "hero-qmodel/2":
 - `meta`: JSON text: format, grid (levels, features, log2t, word_bits), the HEU's per-level config
@@ -64,14 +69,15 @@ def _key(name: str) -> str:
     return "weight_" + name.replace(".", "_")
 
 
-def export(qn, path: str | Path) -> Path:
-    """Write the quantized model `qn` (hero.quant.qnerf.QuantizedNeRF) atomically to `path`."""
-    path = Path(path)
-    tables = [t.numpy().astype(np.int8) for t in qn.tables_int()]
+def frozen(qn) -> QuantizedExport:
+    """The artifact of `qn` (hero.quant.qnerf.QuantizedNeRF), as load_export reads it from its file."""
+    tables = [t.numpy().astype(np.int64) for t in qn.tables_int()]
     image = ia.hash_memory_image(qn.levels, tables, qn.word_bits)
     memory = np.zeros(qn.table_words, dtype=np.uint64)
     for addr, word in image.items():
         memory[addr] = word
+    layers = [ExportedLayer(q.name, q.bits, q.w_int.numpy().astype(np.int64), q.in_fmt, q.rq, q.relu_after,
+                            q.w_scale.double().numpy(), q.out_scale.double().numpy()) for q in qn.layers]
     meta = {
         "format": FORMAT,
         "grid": {"levels": len(qn.levels), "features": qn.grid.features, "log2t": qn.grid.log2T,
@@ -79,21 +85,32 @@ def export(qn, path: str | Path) -> Path:
         "heu_config": [{"level": i, "scale": lv.scale, "resolution": lv.resolution, "dense": int(lv.dense),
                         "entries": lv.entries, "bits": lv.bits, "base": lv.base, "rq_mult": lv.rq.mult,
                         "rq_shift": lv.rq.shift} for i, lv in enumerate(qn.levels)],
-        "layers": [{"name": q.name, "bits": q.bits, "k": int(q.w_int.shape[0]), "c": int(q.w_int.shape[1]),
-                    "in_bits": q.in_fmt.bits, "in_signed": q.in_fmt.signed,
-                    "rq": None if q.rq is None else {"mult": list(q.rq.mult), "shift": list(q.rq.shift),
-                                                     "relu": q.rq.relu, "out_bits": q.rq.out_bits},
-                    "relu_after": q.relu_after, "w_scale": q.w_scale.tolist(), "out_scale": q.out_scale.tolist()}
-                   for q in qn.layers],
+        "layers": [{"name": x.name, "bits": x.bits, "k": int(x.weights.shape[0]), "c": int(x.weights.shape[1]),
+                    "in_bits": x.in_format.bits, "in_signed": x.in_format.signed,
+                    "rq": None if x.rq is None else {"mult": list(x.rq.mult), "shift": list(x.rq.shift),
+                                                     "relu": x.rq.relu, "out_bits": x.rq.out_bits},
+                    "relu_after": x.relu_after, "w_scale": x.w_scale.tolist(), "out_scale": x.out_scale.tolist()}
+                   for x in layers],
         "host": {"enc_scale": qn.enc_scale, "sh_scale": qn.sh_scale},
         "policy": qn.policy.to_dict(),
     }
-    arrays = {"meta": np.array(json.dumps(meta)), "table_memory": memory}
-    arrays.update({f"table_{i:02d}": t for i, t in enumerate(tables)})
-    arrays.update({_key(q.name): q.w_int.numpy().astype(np.int8) for q in qn.layers})
+    return QuantizedExport(meta, list(qn.levels), tables, memory, layers)
+
+
+def save(model: QuantizedExport, path: str | Path) -> Path:
+    """Write the artifact atomically to `path` (the file form above)."""
+    path = Path(path)
+    arrays = {"meta": np.array(json.dumps(model.meta)), "table_memory": model.table_memory}
+    arrays.update({f"table_{i:02d}": t.astype(np.int8) for i, t in enumerate(model.tables)})
+    arrays.update({_key(x.name): x.weights.astype(np.int8) for x in model.layers})
     with atomic.open_write(path) as f:  # the umask's permissions, as every result file
         np.savez_compressed(f, **arrays)
     return path
+
+
+def export(qn, path: str | Path) -> Path:
+    """Write the quantized model `qn` (hero.quant.qnerf.QuantizedNeRF) atomically to `path`."""
+    return save(frozen(qn), path)
 
 
 def load_export(path: str | Path) -> QuantizedExport:
