@@ -1,14 +1,22 @@
-"""Hard-sample mining (Korhonen et al.) against the plain baseline, same scene, same preset, one run.
+"""Hard-sample mining (Korhonen et al.) against the plain baseline, same scene, same preset, per seed.
 
-Each variant trains in its own subprocess for the same budget; PSNR on a fixed set of test views is
-sampled along the way (evaluation time excluded). Reported: the time hard mining needs to reach the
-baseline's final PSNR, as a share of the baseline's time, and the ratio of peak step memory.
+For each of --seeds seeds, each variant trains in its own subprocess for the same budget; PSNR on a
+fixed set of test views is sampled along the way (evaluation time excluded). Reported per seed:
+- the time ratio at a PSNR both runs pass well before their end: the lower of the two final PSNRs
+  minus --margin dB, read where each (interpolated) curve first reaches it; hard mining's time over
+  the baseline's. A crossing where both curves are flat (the final PSNR) moves with noise; this one
+  is read on the rising part of both curves.
+- the older figure too: the time mining needs to reach the baseline's final PSNR, as a share of the
+  baseline's budget.
+The last line gives the median over seeds, and the spread (min and max).
+And the ratio of peak step memory.
 Peak step memory = the largest total of tensors saved for backward in one step (activation memory,
 what mining reduces); the peak RSS of each process is printed as well.
 
 Usage: python -m bench.hard_samples [--data PATH] [--downscale N] [--minutes 2] [--keep 0.25]
-                                    [--unit samples|rays]
-Last line: time_ratio=<r> peak_mem_ratio=<m>
+                                    [--unit samples|rays] [--seeds 3] [--margin 1.0]
+Last line: time_ratio=<median> time_ratio_min=<min> time_ratio_max=<max> final_ratio=<median>
+peak_mem_ratio=<m> seeds=<n>
 """
 
 from __future__ import annotations
@@ -75,7 +83,10 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", type=float, default=0.25, help="share of each batch's samples that get a backward")
     ap.add_argument("--views", type=int, default=4, help="test views for the PSNR curve")
     ap.add_argument("--every", type=float, default=10.0, help="seconds of training between curve points")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="first seed")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds (runs of each variant), default 3")
+    ap.add_argument("--margin", type=float, default=1.0,
+                    help="dB below the lower final PSNR where the time ratio is read, default 1.0")
     ap.add_argument("--unit", choices=["samples", "rays"], default="samples", help="what mining selects")
     ap.add_argument("--variant", choices=["base", "hard"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -85,6 +96,10 @@ def main(argv=None) -> int:
         check_hard_keep(a.keep, "--keep")
     except ValueError as e:
         ap.error(str(e))
+    if a.seeds < 1:
+        ap.error(f"--seeds {a.seeds}: expected at least 1")
+    if not 0 < a.margin < 20:
+        ap.error(f"--margin {a.margin}: expected a number of dB in (0, 20)")
     if a.variant:
         worker(a)
         return 0
@@ -92,38 +107,62 @@ def main(argv=None) -> int:
         from hero.train import resolve_data
 
         a.data = str(resolve_data("procedural"))
-    res = {}
-    for v in ("base", "hard"):
-        cmd = [sys.executable, "-m", "bench.hard_samples", "--variant", v, "--data", a.data, "--downscale",
-               str(a.downscale), "--minutes", str(a.minutes), "--keep", str(a.keep), "--views", str(a.views),
-               "--every", str(a.every), "--seed", str(a.seed), "--unit", a.unit]
-        print(f"running {v} ({a.minutes} min of training) ...", flush=True)
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            print(r.stderr[-3000:])
-            return 1
-        res[v] = json.loads(r.stdout.strip().splitlines()[-1])
-    base, hard = res["base"], res["hard"]
-    print(f"\nPSNR on {a.views} test views vs training time ({a.data}, cpu preset, "
+    per_seed = []
+    for k in range(a.seeds):
+        res = {}
+        for v in ("base", "hard"):
+            cmd = [sys.executable, "-m", "bench.hard_samples", "--variant", v, "--data", a.data, "--downscale",
+                   str(a.downscale), "--minutes", str(a.minutes), "--keep", str(a.keep), "--views", str(a.views),
+                   "--every", str(a.every), "--seed", str(a.seed + k), "--unit", a.unit]
+            print(f"seed {a.seed + k}: running {v} ({a.minutes} min of training) ...", flush=True)
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                print(r.stderr[-3000:])
+                return 1
+            res[v] = json.loads(r.stdout.strip().splitlines()[-1])
+        per_seed.append(report_seed(a, a.seed + k, res["base"], res["hard"]))
+    ratios = sorted(p["ratio"] for p in per_seed)
+    finals = sorted(p["final_ratio"] for p in per_seed)
+    mems = sorted(p["mem"] for p in per_seed)
+    print(f"\n{'seed':>4} {'target dB':>10} {'baseline s':>11} {'mining s':>9} {'ratio':>7} {'at final':>9}")
+    for p in per_seed:
+        print(f"{p['seed']:>4} {p['target']:>10.2f} {p['t_base']:>11.1f} {p['t_hard']:>9.1f} {p['ratio']:>7.2f} "
+              f"{p['final_ratio']:>9.2f}")
+    print(f"time_ratio={median(ratios):.2f} time_ratio_min={ratios[0]:.2f} time_ratio_max={ratios[-1]:.2f} "
+          f"final_ratio={median(finals):.2f} peak_mem_ratio={median(mems):.2f} seeds={len(per_seed)}")
+    return 0
+
+
+def median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def report_seed(a, seed: int, base: dict, hard: dict) -> dict:
+    """One seed's curves, printed, and its figures."""
+    print(f"\nseed {seed}: PSNR on {a.views} test views vs training time ({a.data}, cpu preset, "
           f"hard mining keeps {a.keep:.0%} of the {a.unit})")
     print(f"{'baseline s':>10} {'PSNR':>7}   {'mining s':>9} {'PSNR':>7}")
     for i in range(max(len(base["curve"]), len(hard["curve"]))):
         b = base["curve"][i] if i < len(base["curve"]) else None
         h = hard["curve"][i] if i < len(hard["curve"]) else None
         print((f"{b[0]:10.1f} {b[2]:7.2f}" if b else " " * 18) + "   " + (f"{h[0]:9.1f} {h[2]:7.2f}" if h else ""))
-    target = base["curve"][-1][2]
-    t_base = base["curve"][-1][0]
-    t_hard = time_to_reach(hard["curve"], target)
-    ratio = t_hard / t_base if t_hard is not None else float("inf")
+    target = min(base["curve"][-1][2], hard["curve"][-1][2]) - a.margin
+    t_base, t_hard = time_to_reach(base["curve"], target), time_to_reach(hard["curve"], target)
+    final = base["curve"][-1][2]
+    t_final = time_to_reach(hard["curve"], final)
+    final_ratio = t_final / base["curve"][-1][0] if t_final is not None else float("inf")
     mem = hard["saved_peak"] / base["saved_peak"]
-    print(f"baseline: {target:.2f} dB after {t_base:.1f} s ({base['steps']} steps); mining reaches it "
-          + (f"after {t_hard:.1f} s" if t_hard is not None else "never within its budget")
-          + f" ({hard['steps']} steps in its budget, final {hard['curve'][-1][2]:.2f} dB)")
+    print(f"both reach {target:.2f} dB: baseline after {t_base:.1f} s, mining after {t_hard:.1f} s; baseline's final "
+          f"{final:.2f} dB ({base['steps']} steps): mining "
+          + (f"after {t_final:.1f} s" if t_final is not None else "never within its budget")
+          + f" ({hard['steps']} steps, final {hard['curve'][-1][2]:.2f} dB)")
     print(f"peak step memory (tensors saved for backward): baseline {base['saved_peak'] / 2**20:.1f} MiB, "
-          f"mining {hard['saved_peak'] / 2**20:.1f} MiB")
-    print(f"peak RSS: baseline {base['rss_peak_kb'] / 1024:.0f} MiB, mining {hard['rss_peak_kb'] / 1024:.0f} MiB")
-    print(f"time_ratio={ratio:.2f} peak_mem_ratio={mem:.2f}")
-    return 0
+          f"mining {hard['saved_peak'] / 2**20:.1f} MiB; peak RSS: baseline {base['rss_peak_kb'] / 1024:.0f} MiB, "
+          f"mining {hard['rss_peak_kb'] / 1024:.0f} MiB")
+    return {"seed": seed, "target": target, "t_base": t_base, "t_hard": t_hard, "ratio": t_hard / t_base,
+            "final_ratio": final_ratio, "mem": mem}
 
 
 if __name__ == "__main__":

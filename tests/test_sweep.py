@@ -87,7 +87,7 @@ def test_tiny_sweep_on_ray_writes_a_row_per_job_resumes_and_survives_a_failing_j
 @pytest.mark.parametrize("edit, message", [
     (("seeds = [0, 1]", "seeds = [0, 0]"), "tiny.toml: seeds[1]: 0 is listed twice"),
     (("methods = [\"ddpg\", \"random\"]", "methods = [\"ddpg\", \"bayes\"]"),
-     "methods[1]: 'bayes' is not a method (choose from ddpg, random, greedy, tpe, nsga2)"),
+     "methods[1]: 'bayes' is not a method (choose from ddpg, random, greedy, tpe, nsga2, caq)"),
     (("hardware = [\"fpga_ecp5\"]", "hardware = [\"fpga_nope\"]"), "hardware[0]: hardware 'fpga_nope': no such"),
     (("preset = \"tiny\"", "preset = \"huge\""), "scenes[0].preset: 'huge' is not a preset"),
     (("data = \"procedural\"", "data = \"no/such/scene\""), "scenes[0].data:"),

@@ -206,3 +206,24 @@ def test_the_procedural_scene_is_built_in_the_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("HERO_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert procedural.default_folder() == tmp_path / "xdg" / "hero" / "procedural"
+
+
+def test_hard_samples_bench_reads_the_ratio_on_the_rising_part(capsys):
+    """bench.hard_samples: the time ratio is read margin dB below the lower final PSNR, where both
+    curves still rise, not at the baseline's final PSNR where they are flat."""
+    from types import SimpleNamespace
+
+    from bench.hard_samples import median, report_seed, time_to_reach
+
+    base = {"curve": [(0.0, 0, 10.0), (10.0, 50, 20.0), (20.0, 100, 24.0), (30.0, 150, 24.1)],
+            "saved_peak": 4 << 20, "rss_peak_kb": 1000, "steps": 150}
+    hard = {"curve": [(0.0, 0, 10.0), (5.0, 40, 20.0), (10.0, 80, 23.5), (30.0, 240, 24.2)],
+            "saved_peak": 1 << 20, "rss_peak_kb": 900, "steps": 240}
+    a = SimpleNamespace(views=1, data="x", keep=0.25, unit="samples", margin=1.0)
+    r = report_seed(a, 0, base, hard)
+    assert r["target"] == pytest.approx(23.1)
+    assert r["t_base"] == pytest.approx(time_to_reach(base["curve"], 23.1)) == pytest.approx(17.75)
+    assert r["ratio"] == pytest.approx(time_to_reach(hard["curve"], 23.1) / 17.75)
+    assert r["final_ratio"] == pytest.approx(time_to_reach(hard["curve"], 24.1) / 30.0) and r["mem"] == 0.25
+    assert median([3.0, 1.0, 2.0]) == 2.0 and median([1.0, 2.0]) == 1.5
+    assert "both reach 23.10 dB" in capsys.readouterr().out
