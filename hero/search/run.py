@@ -145,7 +145,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
         found = env.policy([int(b) for b in best["bits"].split()])
         found.save(out / "policy.json")
         return finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views,
-                      hwcfg, hw, t_start, search_info=search_info(method, trace, scorer, limit))
+                      hwcfg, hw, t_start, search_info=search_info(method, trace, scorer, limit), progress=progress)
 
     cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup)
     agent = DDPG(env.obs_dim, cfg, seed if agent_seed is None else agent_seed)
@@ -222,7 +222,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
               "bits": [int(b) for b in r["bits"].split()]} for r in rows] + refined["trace"]
     return finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views,
                   hwcfg, hw, t_start, ddpg=env.policy(ddpg_bits), refined=refined,
-                  search_info=search_info(method, trace, scorer, evaluations))
+                  search_info=search_info(method, trace, scorer, evaluations), progress=progress)
 
 
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
@@ -290,9 +290,11 @@ def refine_best(bits: list[int], env: QuantEnv, scorer: Scorer, fits, passes: in
 
 
 def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views, hwcfg, hw,
-           t_start, ddpg: Policy | None = None, refined: dict | None = None, search_info: dict | None = None) -> dict:
+           t_start, ddpg: Policy | None = None, refined: dict | None = None, search_info: dict | None = None,
+           progress: bool = False) -> dict:
     """Final QAT of the found policy; summary, evaluations.csv, Pareto plot, latency breakdown and
-    side-by-side image. `rows`: DDPG's episodes, or another method's evaluations."""
+    side-by-side image. `rows`: DDPG's episodes, or another method's evaluations. With `progress`: a
+    status line per phase, a bar per test-view render and the QAT's own bar."""
     from hero.qat import STATE as QAT_STATE
     from hero.qat import qat
 
@@ -302,14 +304,17 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
                "latency_weight": scorer.latency_weight, "episodes": len(rows), "best_episode": best["episode"]}
     configs = {"fp32": None, "uniform8": Policy.uniform(model, 8), "uniform4": Policy.uniform(model, 4),
                "found_ddpg": ddpg or found, "found": found}
+    status = Status(progress)
+    status(f"summary: {test_views or len(test_scene)} test views of each of " + ", ".join(configs))
     results = {}
     for name, pol in configs.items():
+        label = name if progress else None
         if pol is None:
-            ev = evaluate_views(model, grid, test_scene, dt, steps, bg, test_views)
+            ev = evaluate_views(model, grid, test_scene, dt, steps, bg, test_views, progress=label)
             lat, size = scorer.latency_ms(Policy.uniform(model, 8)), fp32_bits  # FP32 is timed at 8 bits
         else:
             qn = scorer.quantized(pol)
-            ev = evaluate_views(FakeQuantField(qn), grid, test_scene, dt, steps, bg, test_views)
+            ev = evaluate_views(FakeQuantField(qn), grid, test_scene, dt, steps, bg, test_views, progress=label)
             lat, size = scorer.latency_ms(pol), qn.size_bits()["total"]
         results[name] = {"psnr": ev["psnr"], "ssim": ev["ssim"], "latency_ms": lat, "size_kib": size / 8192,
                          "cost": cost(lat, size), "cost_efficiency": cost_efficiency(lat, size)}
@@ -317,7 +322,8 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
     if (qat_dir / QAT_STATE).exists() and checkpoint.load_state(qat_dir / QAT_STATE).get("key", {}).get("policy") \
             != found.to_dict():  # the QAT of a policy this search found before it resumed with more evaluations
         shutil.rmtree(qat_dir)
-    qres = qat(ckpt, found, qat_dir, steps=qat_steps, test_views=test_views, progress=False)
+    status(f"final QAT of the found policy: {qat_steps} steps")
+    qres = qat(ckpt, found, qat_dir, steps=qat_steps, test_views=test_views, progress=progress)
     results["found_qat"] = {**results["found"], "psnr": qres["psnr"], "ssim": qres["ssim"]}
     summary["results"] = results
     summary["policy"] = found.to_dict()
@@ -330,6 +336,7 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
     summary["minutes"] = (time.perf_counter() - t_start) / 60
     atomic.write_json(out / "summary.json", summary)
 
+    status("plots: Pareto front, latency breakdown, side-by-side renders")
     refs = {name: scorer(pol) for name, pol in configs.items() if pol is not None}
     method = summary.get("method", "ddpg")
     pareto_plot(rows, refs, out / "pareto.png", unit="episode" if method == "ddpg" else "evaluation",
