@@ -18,10 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hero import atomic
+from hero import atomic, cli
 
-from .core import CoreParams
-from .gen import core, flag_error, mlp_engine, write_verilog
+from .core import Core, CoreParams
+from .gen import flag_error, mlp_engine, write_verilog
 
 DEVICES = ("25k", "45k", "85k")
 #: The core placed on the FPGA: the default core (rtl.core.CoreParams) with half its table memory.
@@ -75,7 +75,7 @@ def critical_path(pnr: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rtl.fpga", description=__doc__,
+    ap = cli.ArgumentParser(prog="python -m rtl.fpga", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="block", required=True, metavar="BLOCK")
     m = sub.add_parser("mlp-engine")
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
             name = f"mlp_engine_{a.rows}x{a.cols}w{a.max_wbits}"
         else:
             params = CoreParams(**{**FPGA_CORE, "depth": a.depth})
-            top, component = "core", core(**{**FPGA_CORE, "depth": a.depth})
+            top, component = "core", Core(params)
             name = f"core_{params.rows}x{params.cols}w{params.max_wbits}_L{params.levels}_d{params.depth}"
     except ValueError as e:
         ap.error(flag_error(str(e)))

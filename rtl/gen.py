@@ -30,22 +30,19 @@ from .mlp_engine import MLPEngine
 VERILATOR_WAIVERS = ("WIDTH", "CASEINCOMPLETE")
 
 
-_CORE = CoreParams.__dataclass_fields__  # the blocks' defaults are the default core's
+#: The default core's parameters: the defaults of the blocks and of every flag below.
+CORE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CoreParams)}
+_D = CORE_DEFAULTS
 
 
-def mlp_engine(rows: int = _CORE["rows"].default, cols: int = _CORE["cols"].default,
-               max_wbits: int = _CORE["max_wbits"].default, acc_bits: int = _CORE["acc_bits"].default) -> MLPEngine:
+def mlp_engine(rows: int = _D["rows"], cols: int = _D["cols"], max_wbits: int = _D["max_wbits"],
+               acc_bits: int = _D["acc_bits"]) -> MLPEngine:
     return MLPEngine(rows=rows, cols=cols, max_wbits=max_wbits, acc_bits=acc_bits)
 
 
-def heu(levels: int = _CORE["levels"].default, features: int = _CORE["features"].default,
-        log2t: int = _CORE["log2t"].default, word_bits: int = _CORE["word_bits"].default,
-        depth: int | None = None) -> HEU:
+def heu(levels: int = _D["levels"], features: int = _D["features"], log2t: int = _D["log2t"],
+        word_bits: int = _D["word_bits"], depth: int | None = None) -> HEU:
     return HEU(levels=levels, features=features, log2t=log2t, word_bits=word_bits, depth=depth)
-
-
-def core(**params) -> Core:
-    return Core(CoreParams(**params))
 
 
 def to_verilog(component, name: str) -> str:
@@ -63,9 +60,6 @@ def verilator_lint(path: Path, top: str) -> subprocess.CompletedProcess:
         raise RuntimeError("verilator is not installed: run `make install`")
     return subprocess.run(["verilator", "--lint-only", "--top-module", top, str(path)],
                            capture_output=True, text=True)
-
-
-CORE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CoreParams)}
 
 
 def _param(parser, field: str, what: str) -> None:

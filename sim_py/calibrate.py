@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import tempfile
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from rtl.gen import heu, mlp_engine, to_verilog
 from verif.core_host import sweep_core_params
 
 from .backends import CALIBRATION_FILE, Calibrated
-from .core import timed_schedule
+from .core import tile_cycles, timed_schedule
 
 #: (rows, cols, max_wbits) swept for the fit; bench.cycle_model holds other shapes out.
 MLP_FIT_SHAPES = ((8, 8, 8), (4, 4, 8), (2, 6, 4), (6, 3, 6))
@@ -128,8 +127,7 @@ def sweep_core(cases=CORE_FIT_CASES) -> list[dict]:
 
 def core_prediction(backend, p: dict) -> float:
     """The schedule's cycles for a core sweep point, from the backend's constants."""
-    tiles = sum(math.ceil(c_out / p["cols"]) * backend.mlp_tile_cycles(k, b, p["rows"], p["cols"])
-                for k, c_out, b in p["layers"])
+    tiles = tile_cycles(p["layers"], p["rows"], p["cols"], backend.mlp_tile_cycles)
     return timed_schedule(p["sizes"], backend.core_timing(p["levels"], tiles), p["rows"])[-1]["last_out"] + 1
 
 

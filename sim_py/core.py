@@ -43,9 +43,10 @@ class CoreTiming:
         return cls(cycles_per_point(levels), latency(levels), tile_cycles(layers, rows, cols))
 
 
-def tile_cycles(layers, rows: int, cols: int) -> int:
-    """Engine cycles of one batch: layers as (k, c_out, wbits), ceil(c_out / C) tiles each."""
-    return sum(math.ceil(c_out / cols) * cycles_per_tile(k, wbits, rows, cols) for k, c_out, wbits in layers)
+def tile_cycles(layers, rows: int, cols: int, per_tile=cycles_per_tile) -> float:
+    """Engine cycles of one batch: layers as (k, c_out, wbits), ceil(c_out / C) tiles each of
+    `per_tile(k, wbits, rows, cols)` cycles (default: the RTL's formula; a backend's mlp_tile_cycles)."""
+    return sum(math.ceil(c_out / cols) * per_tile(k, wbits, rows, cols) for k, c_out, wbits in layers)
 
 
 def _batch(t: CoreTiming, n: int, prev: dict | None, prev2: dict | None) -> dict:
