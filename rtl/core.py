@@ -429,7 +429,10 @@ class Core(wiring.Component):
             m.d.comb += [eng.rq_mult[c].eq(rq_row[c].mult), eng.rq_shift[c].eq(rq_row[c].shift)]
 
         # Feed: issue a beat (weight word address, activation lane) per cycle; the weight memory's
-        # read and the lane column land in stage 1, which is the engine's operand.
+        # read and the lane column land in stage 1, which is the engine's operand. The lane and the
+        # address are registers (f_lane, f_addr) that hold the next beat's: while no tile feeds they
+        # are loaded with the next tile's first beat, so the activation file's read multiplexers and
+        # the weight memory's address start at a register.
         s1_valid = Signal()
         s1_x = Signal(data.ArrayLayout(ia.ACT_BITS, R))
         feeding = Signal()
@@ -440,24 +443,22 @@ class Core(wiring.Component):
         f_kleft = Signal(K_BITS)
         advance = ~s1_valid | eng.operand.ready
         issue = advance & (go | feeding)
-        start_addr = Mux(nxt_fold == 0, nreg.wbase, f_addr)
-        iss_lane = Mux(go, in_lane_of[nxt_layer], f_lane)
-        iss_addr = Mux(go, start_addr, f_addr)
         m.d.comb += [
-            w_rd.addr.eq(iss_addr), w_rd.en.eq(advance),
+            w_rd.addr.eq(f_addr), w_rd.en.eq(advance),
             eng.operand.valid.eq(s1_valid),
             eng.operand.payload.x.eq(s1_x),
             eng.operand.payload.w.eq(w_rd.data),
         ]
+        with m.If(~feeding & ~go):  # the next tile's first beat
+            m.d.sync += [f_lane.eq(in_lane_of[nxt_layer]), f_addr.eq(Mux(nxt_fold == 0, nreg.wbase, f_addr))]
         with m.If(advance):
             m.d.sync += s1_valid.eq(issue)
             for r in range(R):
-                m.d.sync += s1_x[r].eq(act[r][iss_lane])
+                m.d.sync += s1_x[r].eq(act[r][f_lane])
         with m.If(issue):
-            m.d.sync += f_addr.eq(iss_addr + 1)
+            m.d.sync += f_addr.eq(f_addr + 1)
             with m.If(go):
-                m.d.sync += [feeding.eq(1), f_bit.eq(1), f_lane.eq(iss_lane), f_kleft.eq(k_of[nxt_layer]),
-                             f_wbits.eq(nreg.wbits)]
+                m.d.sync += [feeding.eq(1), f_bit.eq(1), f_kleft.eq(k_of[nxt_layer]), f_wbits.eq(nreg.wbits)]
             with m.Elif(f_bit == f_wbits - 1):
                 m.d.sync += [f_bit.eq(0), f_lane.eq(f_lane + 1), f_kleft.eq(f_kleft - 1)]
                 with m.If(f_kleft == 1):
@@ -498,7 +499,10 @@ class Core(wiring.Component):
             """Release the running batch's bank (never the one filling or encoding: that one is not full)."""
             m.d.sync += [n_in[run_bank].eq(0), n_enc[run_bank].eq(0), in_done[run_bank].eq(0),
                          full[run_bank].eq(0), run_bank.eq(~run_bank), n_out.eq(0), all_started.eq(0),
-                         nxt_layer.eq(0), nxt_fold.eq(0), feeding.eq(0), s1_valid.eq(0)]
+                         nxt_layer.eq(0), nxt_fold.eq(0), feeding.eq(0), s1_valid.eq(0),
+                         # the other bank's first beat, ready for a tile started in the next cycle
+                         f_lane.eq(Mux(run_bank, banked[0][0].in_lane, banked[1][0].in_lane)),
+                         f_addr.eq(regs[0].wbase)]
 
         with m.FSM(name="batch"):
             with m.State("RUN"):

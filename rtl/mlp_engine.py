@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from hero import intarith as ia
 from hero.intarith import ACC_BITS, ACT_BITS, MAX_WBITS, MIN_WBITS, REQ_MULT_BITS, REQ_SHIFT_BITS
+from sim_py.mlp_engine import DRAIN_STAGES
 
 from .bitserial_pe import check_pe_params
 from .params import at_most, rejecting
@@ -63,10 +64,13 @@ class MLPEngine(wiring.Component):
       {x: X[:, k], w: bit j of W[k, :]}. A missing beat stalls the whole array.
     - FLUSH runs the array R + C - 1 more cycles: R + C - 2 until the last beat has left the skew,
       one more for its product to reach the accumulator (the PE's product register).
-    - DRAIN sends R rows on `result`, honouring back-pressure; `done` pulses in the next cycle.
+    - DRAIN moves R rows, one a cycle, into the drain pipeline (the selected row's register, then
+      the requantizers' three: DRAIN_STAGES in all), EMPTY waits for the last; `result` gives the
+      rows in order, honouring back-pressure (the pipeline holds); `done` pulses in the cycle after
+      the last row's handshake.
     `cycles` counts the tile's cycles from the accepted start to the last row sent;
     `stall_cycles` counts those lost to a missing operand or a refused result.
-    Without stalls cycles = k * wbits + 2R + C (sim_py.mlp_engine.cycles_per_tile).
+    Without stalls cycles = k * wbits + 2R + C + DRAIN_STAGES (sim_py.mlp_engine.cycles_per_tile).
     """
 
     def __init__(self, *, rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS,
@@ -129,21 +133,34 @@ class MLPEngine(wiring.Component):
             m.d.comb += array.x[r].eq(Mux(act_signed, lane.as_signed(), lane.as_unsigned()))
         m.d.comb += array.w.eq(self.operand.payload.w)
 
-        # Result path: the drained row through one requantizer per column.
-        acc_row = array.acc[row]
+        # Result path: the drain pipeline. Stage 0 registers the selected row's accumulators, then
+        # the requantizers' PIPELINE_STAGES registers; the result is the last stage. Every stage
+        # advances when the last one is empty or taken.
+        stages = DRAIN_STAGES
+        p_valid = [Signal(name=f"drain_valid_{i}") for i in range(stages)]
+        p_row = [Signal.like(row, name=f"drain_row_{i}") for i in range(stages)]
+        p_acc = [Signal(data.ArrayLayout(signed(self.acc_bits), cols), name=f"drain_acc_{i}") for i in range(stages)]
+        advance = ~p_valid[-1] | self.result.ready
+        issuing = Signal()  # DRAIN: row `row` enters stage 0
+        with m.If(advance):
+            m.d.sync += [p_valid[0].eq(issuing), p_row[0].eq(row), p_acc[0].eq(array.acc[row])]
+            for i in range(1, stages):
+                m.d.sync += [p_valid[i].eq(p_valid[i - 1]), p_row[i].eq(p_row[i - 1]), p_acc[i].eq(p_acc[i - 1])]
         for c in range(cols):
-            rq = Requantizer(acc_bits=self.acc_bits, act_bits=self.act_bits)
+            rq = Requantizer(acc_bits=self.acc_bits, act_bits=self.act_bits, pipelined=True)
             m.submodules[f"requant_{c}"] = rq
             m.d.comb += [
-                rq.acc.eq(acc_row[c]),
+                rq.en.eq(advance),
+                rq.acc.eq(p_acc[0][c]),
                 rq.mult.eq(rq_mult[c]),
                 rq.shift.eq(rq_shift[c]),
                 rq.relu.eq(rq_relu),
                 rq.out_bits.eq(rq_out_bits),
-                self.result.payload.acc[c].eq(acc_row[c]),
+                self.result.payload.acc[c].eq(p_acc[-1][c]),
                 self.result.payload.q[c].eq(rq.q),
             ]
-        m.d.comb += self.result.payload.row.eq(row)
+        m.d.comb += [self.result.payload.row.eq(p_row[-1]), self.result.valid.eq(p_valid[-1])]
+        last_taken = p_valid[-1] & self.result.ready & (p_row[-1] == rows - 1)
 
         m.d.sync += self.done.eq(0)
         with m.FSM(name="ctrl") as fsm:
@@ -188,15 +205,23 @@ class MLPEngine(wiring.Component):
                     m.next = "DRAIN"
 
             with m.State("DRAIN"):
-                m.d.comb += self.result.valid.eq(1)
+                m.d.comb += issuing.eq(1)
                 m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If(~self.result.ready):
+                with m.If(~advance):
                     m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
                 with m.Elif(row == rows - 1):
-                    m.d.sync += [row.eq(0), self.done.eq(1)]
-                    m.next = "IDLE"
+                    m.d.sync += row.eq(0)
+                    m.next = "EMPTY"
                 with m.Else():
                     m.d.sync += row.eq(row + 1)
+
+            with m.State("EMPTY"):  # the last rows through the drain pipeline
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If(~advance):
+                    m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+                with m.If(last_taken):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
 
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m

@@ -11,7 +11,7 @@ from hero import intarith as ia
 from rtl.bitserial_pe import BitSerialPE
 from rtl.mlp_engine import MLPEngine
 from rtl.requantizer import Requantizer
-from sim_py.mlp_engine import PRODUCT_STAGES
+from sim_py.mlp_engine import PRODUCT_STAGES, REQUANT_STAGES
 
 
 def simulate(dut, bench, clocked=True):
@@ -94,9 +94,8 @@ def test_bitserial_pe_holds_everything_when_disabled():
     simulate(dut, bench)
 
 
-def test_requantizer_matches_intarith():
+def requant_cases():
     rng = np.random.default_rng(5)
-    dut = Requantizer()
     accs = np.concatenate([rng.integers(-(2**31), 2**31, 40), [-(2**31), 2**31 - 1, -1, 0, 1]])
     configs = [ia.Requant(m, s, relu, ob) for m, s, relu, ob in
                [(1, 0, False, 8), (65535, 63, True, 8), (40000, 24, True, 4), (40000, 24, False, 2),
@@ -104,20 +103,56 @@ def test_requantizer_matches_intarith():
     for _ in range(6):
         configs.append(ia.Requant(int(rng.integers(1, 2**16)), int(rng.integers(0, 64)),
                                   bool(rng.integers(2)), int(rng.integers(2, 9))))
+    for rq in configs:
+        want = ia.IntFormat(8, True).encode(ia.requantize(accs, rq)) if not rq.relu else ia.requantize(accs, rq)
+        yield rq, accs, want
+
+
+def set_requant(ctx, dut, rq):
+    ctx.set(dut.mult, rq.mult)
+    ctx.set(dut.shift, rq.shift)
+    ctx.set(dut.relu, rq.relu)
+    ctx.set(dut.out_bits, rq.out_bits)
+
+
+def test_requantizer_matches_intarith():
+    dut = Requantizer()
 
     async def bench(ctx):
-        for rq in configs:
-            ctx.set(dut.mult, rq.mult)
-            ctx.set(dut.shift, rq.shift)
-            ctx.set(dut.relu, rq.relu)
-            ctx.set(dut.out_bits, rq.out_bits)
-            want = ia.IntFormat(8, True).encode(ia.requantize(accs, rq)) if not rq.relu \
-                else ia.requantize(accs, rq)
+        for rq, accs, want in requant_cases():
+            set_requant(ctx, dut, rq)
             for acc, w in zip(accs, want, strict=True):
                 ctx.set(dut.acc, int(acc))
                 assert ctx.get(dut.q) == w, f"{rq} acc={acc}"
 
     simulate(dut, bench, clocked=False)
+
+
+def test_pipelined_requantizer_is_the_same_function_later():
+    """q is the requantization of the acc seen REQUANT_STAGES enabled cycles before; a disabled
+    cycle (en low, acc changing) holds every stage."""
+    dut = Requantizer(pipelined=True)
+
+    async def bench(ctx):
+        for rq, accs, want in requant_cases():
+            set_requant(ctx, dut, rq)
+            got, held = [], 0
+            for i, acc in enumerate([*accs, *[0] * REQUANT_STAGES]):
+                if i % 5 == 2:  # a bubble: en low, acc a different value
+                    ctx.set(dut.en, 0)
+                    ctx.set(dut.acc, int(acc) ^ 12345)
+                    before = ctx.get(dut.q)
+                    await ctx.tick()
+                    assert ctx.get(dut.q) == before
+                    held += 1
+                ctx.set(dut.en, 1)
+                ctx.set(dut.acc, int(acc))
+                await ctx.tick()
+                got.append(ctx.get(dut.q))
+            assert held > 0
+            assert got[REQUANT_STAGES - 1:len(accs) + REQUANT_STAGES - 1] == [int(w) for w in want], str(rq)
+
+    simulate(dut, bench)
 
 
 def test_engine_parameter_errors_name_the_parameter():
