@@ -57,7 +57,7 @@ def labels(p: CoreParams) -> dict[str, str]:
         "requant": f"requant memory\n{p.fold_base[-1]} folds x {p.cols} columns\nx (u16 mult, u6 shift)\n\n"
                    f"layer registers\n{len(p.layers)} x (wbits, signed,\nReLU, out bits, base)",
         "engine": f"MLP engine\n{p.rows} x {p.cols} bit-serial PEs\n{p.max_wbits}-bit max weights, "
-                  f"s{p.acc_bits} accumulators\nK*b + 2R + C cycles per tile",
+                  f"s{p.acc_bits} accumulators\nK*b + 2R + C + 4 cycles per tile",
         "raw": f"raw output\nregisters\n{p.rows} x {net.raw_outputs}\nx s{p.acc_bits}",
     }
 

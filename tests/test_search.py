@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hero import checkpoint
+from hero.quant.calib import checkpoint_scenes
 from hero.quant.policy import Policy
 from hero.search.agent import DDPG, DDPGConfig
 from hero.search.env import QuantEnv, action_to_bits, units_of
@@ -61,6 +62,20 @@ def test_agent_is_reproducible_and_explores_less_over_time():
     assert a.update()["critic"] >= 0
 
 
+def test_levelled_warm_up_spreads_episodes_not_units():
+    """Warm-up: one level per episode, the units near it; HAQ's independent actions when spread is None."""
+    obs = np.zeros(6, dtype=np.float32)
+
+    def episodes(spread):
+        agent = DDPG(6, DDPGConfig(warmup=40, warmup_spread=spread), seed=1)
+        return np.array([[agent.act(obs, e) for _ in range(25)] for e in range(40)])
+
+    lev, iid = episodes(0.15), episodes(None)
+    assert lev.std(axis=1).mean() < 0.2 < iid.std(axis=1).mean()  # within an episode
+    assert lev.mean(axis=1).std() > 0.2 > iid.mean(axis=1).std()  # across episodes
+    assert ((lev >= 0) & (lev <= 1)).all()
+
+
 def test_search_writes_results_and_resumes(tiny_ckpt, tmp_path):
     summary = search(tiny_ckpt, tmp_path, **ARGS)
     for f in ("policy.json", "episodes.csv", "summary.json", "pareto.png", "latency_breakdown.png",
@@ -76,6 +91,11 @@ def test_search_writes_results_and_resumes(tiny_ckpt, tmp_path):
     assert r["uniform4"]["size_kib"] < r["uniform8"]["size_kib"] < r["fp32"]["size_kib"]
     assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == 5
     assert summary["objective"] == "latency"
+    from PIL import Image
+
+    w, h = Image.open(tmp_path / "side_by_side.png").size  # truth, FP32, found, difference
+    _, _, test_scene = checkpoint_scenes(checkpoint.load(tiny_ckpt)[1])
+    assert (w, h) == (4 * test_scene.width, test_scene.height)
     for x in r.values():  # fps per MiB: 1 / (latency in s x size in MiB)
         assert x["cost_efficiency"] == pytest.approx(1 / (x["latency_ms"] / 1000 * x["size_kib"] / 1024))
     # A state from before --objective has no objective in its key: it resumes as the latency objective.

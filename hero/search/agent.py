@@ -20,7 +20,11 @@ class DDPGConfig:
     discount: float = 1.0
     batch: int = 64
     buffer: int = 2000
-    warmup: int = 20  # episodes of uniform random actions
+    warmup: int = 20  # episodes of random actions
+    # Warm-up actions: per episode a level drawn from U(0, 1), each unit's action normal around it with
+    # this spread (clipped to [0, 1]), so warm-up policies spread along the whole latency-PSNR trade-off;
+    # None: HAQ's independent U(0, 1) per unit, whose policies almost all hold some unit at 2-3 bits.
+    warmup_spread: float | None = 0.15
     sigma: float = 0.5  # exploration noise at the end of warm-up
     sigma_decay: float = 0.99  # per episode after warm-up
     baseline_decay: float = 0.95  # moving-average reward baseline
@@ -44,13 +48,18 @@ class DDPG:
         self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_critic)
         self.buffer: list[tuple] = []
         self.baseline: float | None = None
+        self._warm: tuple[int, float] | None = None  # (episode, its warm-up level)
 
     def sigma(self, episode: int) -> float:
         return self.cfg.sigma * self.cfg.sigma_decay ** max(0, episode - self.cfg.warmup)
 
     def act(self, obs: np.ndarray, episode: int, explore: bool = True) -> float:
         if explore and episode < self.cfg.warmup:
-            return float(self.rng.uniform(0.0, 1.0))
+            if self.cfg.warmup_spread is None:
+                return float(self.rng.uniform(0.0, 1.0))
+            if self._warm is None or self._warm[0] != episode:
+                self._warm = (episode, float(self.rng.uniform(0.0, 1.0)))
+            return float(np.clip(self.rng.normal(self._warm[1], self.cfg.warmup_spread), 0.0, 1.0))
         with torch.no_grad():
             a = float(self.actor(torch.from_numpy(obs)[None])[0, 0])
         if explore:  # truncated normal around the actor's action, within [0, 1]
@@ -107,7 +116,7 @@ class DDPG:
                 "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
                 "opt_actor": self.opt_actor.state_dict(), "opt_critic": self.opt_critic.state_dict(),
                 "buffer": self.buffer, "baseline": self.baseline, "rng": self.rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state()}
+                "torch_rng": torch.get_rng_state(), "warm": self._warm}
 
     def load_state_dict(self, st: dict) -> None:
         for name in ("actor", "critic", "actor_target", "critic_target", "opt_actor", "opt_critic"):
@@ -115,3 +124,4 @@ class DDPG:
         self.buffer, self.baseline = st["buffer"], st["baseline"]
         self.rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
+        self._warm = st.get("warm")

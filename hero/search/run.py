@@ -15,7 +15,7 @@ import torch
 from hero import atomic, checkpoint
 from hero.interrupt import Interrupted, Interruptible
 from hero.nerf.evaluate import evaluate_views
-from hero.nerf.render import camera_meta, render_view
+from hero.nerf.render import camera_meta
 from hero.quant.calib import calibrated_ranges, checkpoint_scenes
 from hero.quant.policy import Policy
 from hero.quant.qnerf import QUANTIZER, FakeQuantField, fp32_size_bits
@@ -101,7 +101,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
            latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
            warmup: int | None = None, refine_passes: int = 10, progress: bool = True,
            objective: str = "latency", agent_seed: int | None = None, method: str = "ddpg",
-           evaluations: int | None = None) -> dict:
+           evaluations: int | None = None, haq_warmup: bool = False) -> dict:
     """One search (docs/search.md). `seed` fixes the calibration, the held-out rays and, unless
     `agent_seed` is given, the agent's exploration (or the method's own randomness); searches that differ
     only in `agent_seed` score policies on the same rays (and share their PSNR memo).
@@ -109,7 +109,8 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     `method`: ddpg (`episodes` episodes, then refinement), or random, greedy, tpe, nsga2
     (hero/search/methods.py). `evaluations`: the policy evaluations the method gets, refinement included
     (ddpg: its refinement stops at evaluations - episodes; None: to convergence, as before); None gives
-    the other methods DEFAULT_EVALUATIONS_PER_EPISODE x `episodes`."""
+    the other methods DEFAULT_EVALUATIONS_PER_EPISODE x `episodes`. `haq_warmup`: DDPG's warm-up takes
+    HAQ's independent random actions instead of the levelled ones (DDPGConfig.warmup_spread)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "ddpg" and evaluations is not None and evaluations < episodes:
@@ -147,18 +148,22 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
         return finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best, qat_steps, test_views,
                       hwcfg, hw, t_start, search_info=search_info(method, trace, scorer, limit), progress=progress)
 
-    cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup)
-    agent = DDPG(env.obs_dim, cfg, seed if agent_seed is None else agent_seed)
     rows, best, episode, refined = [], None, 0, None
     state_path = out / STATE
+    st = checkpoint.load_state(state_path) if state_path.exists() else None
+    settings["warmup_spread"] = None if haq_warmup else DDPGConfig.warmup_spread
+    if st is not None and "warmup_spread" not in st["config"]:  # begun before the levelled warm-up: HAQ's
+        settings["warmup_spread"] = None
+    cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup,
+                     warmup_spread=settings["warmup_spread"])
+    agent = DDPG(env.obs_dim, cfg, seed if agent_seed is None else agent_seed)
 
     def save_state() -> None:
         checkpoint.save(state_path, {"agent": agent.state_dict(), "rows": rows, "best": best, "episode": episode,
                                      "config": settings, "refined": refined})
 
-    if state_path.exists():
-        st = checkpoint.load_state(state_path)
-        # states from before --objective and --method: the latency objective, DDPG
+    if st is not None:
+        # states from before --objective, --method and the levelled warm-up: the latency objective, DDPG, HAQ's
         if {"objective": "latency", "method": "ddpg", **st["config"]} != settings:
             raise ValueError(f"{out} holds a search with other settings or another checkpoint: use another --out")
         agent.load_state_dict(st["agent"])
@@ -306,8 +311,12 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
                "found_ddpg": ddpg or found, "found": found}
     status = Status(progress)
     status(f"summary: {test_views or len(test_scene)} test views of each of " + ", ".join(configs))
-    results = {}
+    results, first_image = {}, {}
     for name, pol in configs.items():
+        same = next((k for k in results if pol is not None and configs[k] == pol), None)
+        if same is not None:  # DDPG's policy when refinement kept it: the same renders
+            results[name], first_image[name] = dict(results[same]), first_image[same]
+            continue
         label = name if progress else None
         if pol is None:
             ev = evaluate_views(model, grid, test_scene, dt, steps, bg, test_views, progress=label)
@@ -316,6 +325,7 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
             qn = scorer.quantized(pol)
             ev = evaluate_views(FakeQuantField(qn), grid, test_scene, dt, steps, bg, test_views, progress=label)
             lat, size = scorer.latency_ms(pol), qn.size_bits()["total"]
+        first_image[name] = ev["first_image"]
         results[name] = {"psnr": ev["psnr"], "ssim": ev["ssim"], "latency_ms": lat, "size_kib": size / 8192,
                          "cost": cost(lat, size), "cost_efficiency": cost_efficiency(lat, size)}
     qat_dir = out / "qat"
@@ -347,7 +357,7 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
           for name, p in (("uniform8", configs["uniform8"]), ("uniform4", configs["uniform4"]), ("found", found))}
     atomic.write_json(out / "latency_breakdown.json", {k: breakdown_dict(v) for k, v in bd.items()})
     plot(bd, f"{frame.w.name}: latency on {hwcfg.name} ({hw})", out / "latency_breakdown.png")
-    side_by_side(model, FakeQuantField(scorer.quantized(found)), meta, test_scene, out / "side_by_side.png")
+    side_by_side(first_image["fp32"], first_image["found"], test_scene, out / "side_by_side.png")
     return summary
 
 
@@ -383,13 +393,10 @@ def pareto_plot(rows: list[dict], refs: dict, path: Path, unit: str = "episode",
 
 
 @torch.no_grad()
-def side_by_side(model, field, meta, scene, path: Path) -> None:
+def side_by_side(fp32, found, scene, path: Path) -> None:
+    """Test view 0: ground truth, the FP32 render, the found policy's render, 4x their difference."""
     from PIL import Image
 
-    cam = camera_meta(scene)
-    c2w = torch.from_numpy(scene.c2w[0])
-    imgs = [render_view(f, meta["occupancy"], c2w, cam, meta["dt"], meta["max_steps"], meta["background"]).numpy()
-            for f in (model, field)]
     gt = scene.images[0].astype(np.float32) / 255.0
-    row = np.concatenate([gt, imgs[0], imgs[1], np.abs(imgs[1] - imgs[0]) * 4], axis=1)
+    row = np.concatenate([gt, fp32, found, np.abs(found - fp32) * 4], axis=1)
     atomic.save_image(path, Image.fromarray((np.clip(row, 0, 1) * 255 + 0.5).astype(np.uint8)))

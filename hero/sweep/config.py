@@ -17,6 +17,7 @@
     [search]                                # hero.search's flags, as keys
     episodes = 60
     evaluations = 180
+    # haq_warmup = true                     # DDPG's warm-up as HAQ's: independent random actions
 
 Relative paths are relative to the sweep file's folder. Every error is one `SweepError` naming the
 file and the key.
@@ -52,6 +53,7 @@ SEARCH_KEYS = {
     "held_out_rays": (int, lambda v: v >= 64, 16384, "held_out"),
     "refine_passes": (int, lambda v: v >= 0, 10, "refine_passes"),
     "warmup": (int, lambda v: v >= 0, None, "warmup"),
+    "haq_warmup": (bool, lambda v: True, False, "haq_warmup"),
     "qat_steps": (int, lambda v: v >= 0, 200, "qat_steps"),
     "test_views": (int, lambda v: v >= 1, 5, "test_views"),
 }
@@ -96,8 +98,9 @@ class Sweep:
 def _typed(where: str, v, kind):
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
-    if not isinstance(v, kind) or isinstance(v, bool):
-        word = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}[kind]
+    if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
+        word = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table",
+                bool: "true or false"}[kind]
         raise SweepError(f"{where}: {v!r} is not {word}")
     return v
 
