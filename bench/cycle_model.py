@@ -66,12 +66,17 @@ def held_out_heu(model) -> list[dict]:
 def held_out_core(model) -> tuple[list[dict], float]:
     """Error rows, and Verilator's median speed on the core under cocotb (cycles per second)."""
     assert not set(HELD_OUT_CORE_CASES) & set(CORE_FIT_CASES)
-    points = sweep_core(HELD_OUT_CORE_CASES)
+    points, loads = sweep_core(HELD_OUT_CORE_CASES)
     rows = []
     for p in points:
         sizes = p["sizes"] if len(p["sizes"]) <= 4 else f"{p['sizes'][:3]}.. ({len(p['sizes'])})"
         rows.append(error_row("core", f"L={p['levels']} {p['rows']}x{p['cols']} {sizes}", p["cycles"],
                               core_prediction(model, p)))
+    for p in loads:
+        assert p["records"] == p["counted"], (p["records"], p["counted"])
+        n = sum(p["records"].values())
+        rows.append(error_row("config", f"L={p['levels']} {p['rows']}x{p['cols']} load, {n} records", p["cycles"],
+                              model.config_cycles(n)))
     return rows, float(np.median([p["cycles_per_s"] for p in points if sum(p["sizes"]) > 16]))
 
 

@@ -7,6 +7,7 @@
     HEU batch:  cycles = n * k_lookup * 8 * L + k_batch
     core:       sim_py.core's schedule with result = k_result cycles per result and
                 issue = k_issue cycles before a batch's first tile
+    config:     cycles = k_config * records through the core's config port
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class Analytic:
         """The core's schedule for one batch's engine cycles `tiles`."""
         return CoreTiming(self.heu_point_cycles(levels), self.heu_latency(levels), tiles)
 
+    @staticmethod
+    def config_cycles(records: int) -> float:
+        """The config port takes one record a cycle while the core is idle (rtl/core.py)."""
+        return float(records)
+
 
 @dataclass(frozen=True)
 class Calibrated:
@@ -60,6 +66,7 @@ class Calibrated:
     k_batch: float
     k_result: float
     k_issue: float
+    k_config: float
     name: str = "rtl_calibrated"
 
     def mlp_tile_cycles(self, k: int, wbits: int, rows: int, cols: int) -> float:
@@ -79,12 +86,21 @@ class Calibrated:
         return CoreTiming(self.heu_point_cycles(levels), self.heu_latency(levels), tiles, self.k_result,
                           self.k_issue)
 
+    def config_cycles(self, records: int) -> float:
+        return self.k_config * records
+
 
 def get_backend(name: str):
     if name == "analytic":
         return Analytic()
     if name == "rtl_calibrated":
-        return Calibrated(**load_calibration()["constants"])
+        consts = load_calibration()["constants"]
+        try:
+            return Calibrated(**consts)
+        except TypeError:  # a file from an older or newer model: other constants
+            want = {f for f in Calibrated.__dataclass_fields__ if f != "name"}
+            raise CalibrationError(f"{CALIBRATION_FILE} has the constants {', '.join(sorted(consts))}, the model "
+                                   f"needs {', '.join(sorted(want))}: run `make calibrate`") from None
     raise ValueError(f"unknown hardware backend {name!r}: choose one of {', '.join(BACKENDS)}")
 
 

@@ -8,7 +8,9 @@ random policies, streams of batches), fits the constants of sim_py/backends.py b
 and writes them with the sweep points, the per-point error and a fingerprint of the RTL that was
 swept. The blocks' constants come from the blocks' sweeps; the core's own (cycles per result, and
 before a batch's first tile) from single batches through the core; its streams of many batches
-check the overlap of the HEU and the engine that the schedule predicts. tests/test_calibration.py
+check the overlap of the HEU and the engine that the schedule predicts; each core's model load
+through the config port gives the cycles per record (k_config), and checks that
+sim_py.core.config_records counts the records the core's encoder makes. tests/test_calibration.py
 fails, naming `make calibrate`, once the RTL's Verilog no longer matches that fingerprint.
 """
 
@@ -29,7 +31,7 @@ from rtl.gen import heu, mlp_engine, to_verilog
 from verif.core_host import sweep_core_params
 
 from .backends import CALIBRATION_FILE, Calibrated
-from .core import tile_cycles, timed_schedule
+from .core import config_records, tile_cycles, timed_schedule
 
 #: (rows, cols, max_wbits) swept for the fit; bench.cycle_model holds other shapes out.
 MLP_FIT_SHAPES = ((8, 8, 8), (4, 4, 8), (2, 6, 4), (6, 3, 6))
@@ -103,13 +105,15 @@ def sweep_heu(shapes=HEU_FIT_SHAPES, batches=HEU_FIT_POINTS, seed: int = 11, bit
     return points
 
 
-def sweep_core(cases=CORE_FIT_CASES) -> list[dict]:
+def sweep_core(cases=CORE_FIT_CASES) -> tuple[list[dict], list[dict]]:
     """Measured cycles of streams of batches through the core, one row per (case, stream), with what
-    the core's schedule needs to predict them: levels, array, and the engine cycles of one batch."""
+    the core's schedule needs to predict them: levels, array, and the engine cycles of one batch;
+    and per case the model's load through the config port: its records per target, as the core's
+    encoder made them and as sim_py.core.config_records counts them, and the cycles it took."""
     from verif import sim
     from verif.core_host import sweep_case
 
-    points = []
+    points, loads = [], []
     for levels, rows, cols, wb, seed in cases:
         with tempfile.TemporaryDirectory() as tmp:
             params, tb = sweep_case(levels, rows, cols, wb, seed, Path(tmp))
@@ -118,11 +122,24 @@ def sweep_core(cases=CORE_FIT_CASES) -> list[dict]:
                     {**tb, "streams": core_streams(rows), "out": str(out)})
             model = load_export(tb["export"])
             layers = [(s.k, s.c_out, x.bits) for s, x in zip(params.layers, model.layers, strict=True)]
-            for r in json.loads(out.read_text()):
+            measured = json.loads(out.read_text())
+            for r in measured["streams"]:
                 points.append({"levels": levels, "rows": rows, "cols": cols, "max_wbits": wb, "policy_seed": seed,
                                "layers": layers, "sizes": r["sizes"], "cycles": r["cycles"],
                                "cycles_per_s": r["cycles_per_s"]})
-    return points
+            cfg = measured["config"]
+            loads.append({"levels": levels, "rows": rows, "cols": cols, "max_wbits": wb, "policy_seed": seed,
+                          "records": cfg["records"], "cycles": cfg["cycles"],
+                          "counted": config_records(layers, cols, levels, len(model.table_memory))})
+    return points, loads
+
+
+def fit_config(loads: list[dict]) -> tuple[dict, float]:
+    """Least-squares k_config of cycles = k_config * records; the error over every load."""
+    n = np.array([sum(p["records"].values()) for p in loads], dtype=float)
+    y = np.array([p["cycles"] for p in loads], dtype=float)
+    k = round(float(n @ y / (n @ n)), 9)
+    return {"k_config": k}, float((np.abs(k * n - y) / y * 100).max())
 
 
 def core_prediction(backend, p: dict) -> float:
@@ -135,13 +152,13 @@ def fit_core(points: list[dict], blocks: dict) -> tuple[dict, float]:
     """Least-squares k_result and k_issue from the single batches, given the blocks' constants: a
     batch of n alone takes n*point + k_batch + tiles + k_issue + (n - 1)*k_result; the error is over
     every point, the overlapped streams included."""
-    probe = Calibrated(**blocks, k_result=0.0, k_issue=0.0)
+    probe = Calibrated(**blocks, k_result=0.0, k_issue=0.0, k_config=1.0)  # k_config: not in the schedule
     single = [p for p in points if len(p["sizes"]) == 1]
     a = np.array([[p["sizes"][0] - 1, 1.0] for p in single])
     y = np.array([p["cycles"] - core_prediction(probe, p) for p in single], dtype=float)
     coef = np.round(np.linalg.lstsq(a, y, rcond=None)[0], 9)
     consts = {"k_result": float(coef[0]), "k_issue": float(coef[1])}
-    model = Calibrated(**blocks, **consts)
+    model = Calibrated(**blocks, **consts, k_config=1.0)
     err = max(abs(core_prediction(model, p) - p["cycles"]) / p["cycles"] * 100 for p in points)
     return consts, float(err)
 
@@ -171,15 +188,20 @@ def calibrate() -> dict:
     mlp_consts, mlp_err = fit_mlp(mlp_points)
     heu_points = sweep_heu()
     heu_consts, heu_err = fit_heu(heu_points)
-    core_points = sweep_core()
+    core_points, loads = sweep_core()
     core_consts, core_err = fit_core(core_points, {**mlp_consts, **heu_consts})
-    consts = {**mlp_consts, **heu_consts, **core_consts}
+    bad = [p for p in loads if p["records"] != p["counted"]]
+    if bad:
+        raise RuntimeError(f"sim_py.core.config_records counts {bad[0]['counted']}, the core's encoder made "
+                           f"{bad[0]['records']}")
+    config_consts, config_err = fit_config(loads)
+    consts = {**mlp_consts, **heu_consts, **core_consts, **config_consts}
     Calibrated(**consts)  # validates the set of names
     return {
         "constants": consts,
-        "max_error_pct": {"mlp_engine": mlp_err, "heu": heu_err, "core": core_err},
+        "max_error_pct": {"mlp_engine": mlp_err, "heu": heu_err, "core": core_err, "config": config_err},
         "rtl_fingerprint": rtl_fingerprint(),
-        "points": {"mlp_engine": mlp_points, "heu": heu_points, "core": core_points},
+        "points": {"mlp_engine": mlp_points, "heu": heu_points, "core": core_points, "config": loads},
     }
 
 
@@ -197,6 +219,8 @@ def main(argv=None) -> int:
           f"   ({len(result['points']['heu'])} points, max error {e['heu']:.4f}%)")
     print(f"core: schedule with {c['k_result']:g} cycles per result, {c['k_issue']:g} before a batch's first tile"
           f"   ({len(result['points']['core'])} streams, max error {e['core']:.4f}%)")
+    print(f"config: cycles = {c['k_config']:g} * records   ({len(result['points']['config'])} loads, "
+          f"max error {e['config']:.4f}%)")
     print(f"wrote {a.out}")
     return 0
 

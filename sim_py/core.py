@@ -49,6 +49,22 @@ def tile_cycles(layers, rows: int, cols: int, per_tile=cycles_per_tile) -> float
     return sum(math.ceil(c_out / cols) * per_tile(k, wbits, rows, cols) for k, c_out, wbits in layers)
 
 
+#: Targets of the core's config port (rtl.core.Target), in its order.
+CONFIG_TARGETS = ("heu_level", "heu_table", "weight", "layer", "requant")
+#: What a model's per-frame weight load writes: the weights and their layer and requant registers.
+WEIGHT_TARGETS = ("weight", "layer", "requant")
+
+
+def config_records(layers, cols: int, levels: int = 0, table_words: int = 0) -> dict[str, int]:
+    """Records the config port takes to load a model (rtl.core.CoreParams.config_records), per target:
+    a record per level, per table word, per weight plane word (ceil(c_out / C) folds x k x wbits per
+    layer), per layer, and per requantizer of every fold's C columns. Layers as (k, c_out, wbits)."""
+    folds = [math.ceil(c_out / cols) for _, c_out, _ in layers]
+    return {"heu_level": levels, "heu_table": table_words,
+            "weight": sum(f * k * b for f, (k, _, b) in zip(folds, layers, strict=True)),
+            "layer": len(layers), "requant": sum(folds) * cols}
+
+
 def _batch(t: CoreTiming, n: int, prev: dict | None, prev2: dict | None) -> dict:
     first = prev["last_in"] + t.point if prev else 0
     if prev2:

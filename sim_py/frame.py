@@ -12,7 +12,8 @@ weight_bits) then times a frame in milliseconds:
 - overlap: the core's schedule (sim_py.core, docs/core.md): the HEU encodes one batch while the
   engine runs the previous one's tiles and sends its R results; the HEU's time per sample is its
   lookups over its lanes plus its share of bank conflicts and memory stalls. For one lane and every
-  level on chip this is the core's cycle counter exactly. Plus loading the weights once.
+  level on chip this is the core's cycle counter exactly. Plus loading the weights once, a record a
+  cycle through the core's config port (backend.config_cycles).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hero.intarith import (
-    REQ_MULT_BITS,
-    REQ_SHIFT_BITS,
     hash_corner_offsets,
     hash_entry_address,
     hash_grid_position,
@@ -33,7 +32,7 @@ from hero.intarith import (
     hash_levels,
 )
 
-from .core import frame_cycles
+from .core import WEIGHT_TARGETS, config_records, frame_cycles
 from .hw import HardwareConfig
 from .memory import dram_cycles, entry_line, lru_misses, place_levels
 from .workload import Workload
@@ -129,10 +128,10 @@ class FrameModel:
         heu_total = encoding + stall
         point = timing.point / hw.heu_lanes + (conflicts + stall) / n
         core = frame_cycles(n, dataclasses.replace(timing, point=point), hw.pe_rows)
-        # The weights and each output channel's requantization registers (REQ_MULT_BITS + REQ_SHIFT_BITS).
-        weight_bytes = sum(ly.c_out * (ly.k * b + REQ_MULT_BITS + REQ_SHIFT_BITS)
-                           for ly, b in zip(w.layers, wb, strict=True)) / 8
-        weight_load = weight_bytes / hw.dram_bytes_per_cycle + hw.dram_latency_cycles
+        # The weights and their layer and requantization registers, a record a cycle through the
+        # config port, the first after a DRAM latency.
+        records = config_records([(ly.k, ly.c_out, b) for ly, b in zip(w.layers, wb, strict=True)], hw.pe_cols)
+        weight_load = self.backend.config_cycles(sum(records[t] for t in WEIGHT_TARGETS)) + hw.dram_latency_cycles
         other = max(0.0, core - max(heu_total, mlp)) + weight_load  # fill, drain, weight load
         total = core + weight_load
         details = {

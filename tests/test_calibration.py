@@ -30,11 +30,16 @@ def test_calibration_fits_its_own_points():
     for p in data["points"]["core"]:
         assert core_prediction(c, p) == pytest.approx(p["cycles"], rel=0.01), p["sizes"]
     assert data["max_error_pct"]["core"] <= 1.0
+    assert data["points"]["config"], "no config-load points"
+    for p in data["points"]["config"]:
+        assert p["records"] == p["counted"]  # sim_py.core.config_records counts what the encoder makes
+        assert c.config_cycles(sum(p["records"].values())) == pytest.approx(p["cycles"], rel=0.01)
+    assert data["max_error_pct"]["config"] <= 1.0
 
 
 def test_fit_recovers_known_constants():
     truth = Calibrated(k_bits=1.0, k_rows=3.0, k_cols=1.0, k_tile=5.0, k_lookup=1.0, k_batch=6.0, k_result=1.0,
-                       k_issue=1.0)
+                       k_issue=1.0, k_config=1.0)
     pts = [{"rows": r, "cols": c, "k": k, "wbits": b, "cycles": truth.mlp_tile_cycles(k, b, r, c)}
            for r, c in ((8, 8), (2, 6), (4, 3)) for k in (1, 16) for b in (2, 8)]
     consts, err = fit_mlp(pts)
@@ -45,7 +50,7 @@ def test_core_fit_recovers_known_constants():
     """Given the blocks' constants, k_result and k_issue come back from single batches, and the
     error is measured over the overlapped streams too."""
     blocks = {"k_bits": 1.0, "k_rows": 2.0, "k_cols": 1.0, "k_tile": 0.0, "k_lookup": 1.0, "k_batch": 6.0}
-    truth = Calibrated(**blocks, k_result=2.0, k_issue=3.0)
+    truth = Calibrated(**blocks, k_result=2.0, k_issue=3.0, k_config=1.0)
     layers = [(8, 16, 8), (16, 16, 4), (31, 16, 6), (16, 16, 3), (16, 3, 5)]
     pts = []
     for levels, rows, cols in ((4, 8, 8), (16, 4, 3)):
@@ -63,3 +68,11 @@ def test_missing_calibration_names_make_calibrate(tmp_path):
         load_calibration(tmp_path / "none.json")
     with pytest.raises(ValueError, match="unknown hardware backend 'x'"):
         get_backend("x")
+
+
+def test_a_calibration_with_other_constants_names_make_calibrate(monkeypatch):
+    from sim_py import backends
+
+    monkeypatch.setattr(backends, "load_calibration", lambda: {"constants": {"k_bits": 1.0}})
+    with pytest.raises(backends.CalibrationError, match="needs .*k_config.*run `make calibrate`"):
+        backends.get_backend("rtl_calibrated")

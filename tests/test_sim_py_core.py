@@ -2,7 +2,15 @@
 
 import pytest
 
-from sim_py.core import CoreTiming, frame_cycles, schedule, stream_cycles, tile_cycles, timed_schedule
+from sim_py.core import (
+    CoreTiming,
+    config_records,
+    frame_cycles,
+    schedule,
+    stream_cycles,
+    tile_cycles,
+    timed_schedule,
+)
 from sim_py.heu import cycles_per_batch
 
 LAYERS = [(8, 16, 8), (16, 16, 4), (31, 16, 6), (16, 16, 3), (16, 3, 5)]  # (k, c_out, wbits)
@@ -45,3 +53,20 @@ def test_frame_cycles_with_fractional_timing():
     timing = CoreTiming(point=33.7, encode=40.2, tiles=301.3, result=1.05)
     sizes = [8] * 125
     assert frame_cycles(1000, timing, 8) == pytest.approx(timed_schedule(sizes, timing, 8)[-1]["last_out"] + 1)
+
+
+def test_config_records_count_what_the_cores_encoder_makes(tmp_path):
+    """sim_py.core.config_records against rtl.core.CoreParams.config_records, per target, for a
+    random policy on an odd array (partial column folds)."""
+    from collections import Counter
+
+    from hero.quant.export import load_export
+    from rtl.core import Target
+    from verif.core_host import sweep_case
+
+    params, tb = sweep_case(4, 3, 5, 7, 11, tmp_path, n_trace=4)
+    model = load_export(tb["export"])
+    made = Counter(Target(params.config_layout.from_bits(r).target).name.lower()
+                   for r in params.config_records(model))
+    layers = [(s.k, s.c_out, x.bits) for s, x in zip(params.layers, model.layers, strict=True)]
+    assert dict(made) == config_records(layers, params.cols, params.levels, len(model.table_memory))

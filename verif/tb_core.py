@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import cocotb
 import numpy as np
@@ -58,7 +59,9 @@ class CoreHarness:
     async def load(self, targets=None):
         """The model's records (those of `targets` only, if given); no record may be refused."""
         recs = [r for r in self.records if targets is None or self.target(r) in targets]
+        t0 = now_cycles()
         await self.configs.send(recs)
+        self.loaded = {"records": dict(Counter(self.target(r).name.lower() for r in recs)), "cycles": now_cycles() - t0}
         await ReadOnly()
         assert self.dut.error.value == 0, "a config record of the model was refused"
         await self.tick()
@@ -213,8 +216,10 @@ async def reset_mid_batch(dut):
 
 @cocotb.test()
 async def cycle_sweep(dut):
-    """For `make calibrate` and bench.cycle_model: each stream of batch sizes in `streams` (trace
-    samples reused in turn), outputs exact, its measured cycles written to the file `out`."""
+    """For `make calibrate` and bench.cycle_model: the model's load through the config port (its
+    records per target, and the cycles from the first record offered to the last taken), and each
+    stream of batch sizes in `streams` (trace samples reused in turn), outputs exact, its measured
+    cycles; written to the file `out`."""
     h = await harness(dut)
     n_trace, rows = len(h.trace["positions"]), []
     for sizes in h.p["streams"]:
@@ -222,7 +227,7 @@ async def cycle_sweep(dut):
         cycles, _ = await h.run(idx, list(sizes), check_cycles=False)
         rows.append({"sizes": list(sizes), "cycles": cycles, "cycles_per_s": h.speed})
     with open(h.p["out"], "w") as f:
-        json.dump(rows, f)
+        json.dump({"config": h.loaded, "streams": rows}, f)
 
 
 @cocotb.test()
