@@ -25,7 +25,7 @@ from .bitserial_pe import check_pe_params
 from .heu import HEU, check_heu_params, level_record, point_layout
 from .heu import config_layout as heu_config_layout
 from .mlp_engine import COUNTER_BITS, K_BITS, MLPEngine, tile_requant, weight_plane_words
-from .params import at_most, check_int, rejecting
+from .params import COLS, FEATURES, LEVELS, LOG2T, ROWS, at_most, check_int, rejecting
 from .pe_array import check_array_params
 
 
@@ -144,17 +144,17 @@ class CoreParams:
     """The core's build parameters, and what follows from them: the network's lane map, the record
     layouts, and the encoders of the host side (config records, sample beats)."""
 
-    levels: int = 16
-    features: int = 2
-    log2t: int = 14
+    levels: int = LEVELS
+    features: int = FEATURES
+    log2t: int = LOG2T
     word_bits: int = ia.WORD_BITS
     depth: int | None = None  # table memory words (default: every level at 8 bits)
     hidden: int = 64
     geo: int = 15
     sh: int = 16
     colors: int = 3
-    rows: int = 8
-    cols: int = 8
+    rows: int = ROWS
+    cols: int = COLS
     max_wbits: int = ia.MAX_WBITS
     acc_bits: int = ia.ACC_BITS
     weight_depth: int | None = None  # weight memory words (default: every layer at max_wbits)

@@ -22,7 +22,7 @@ from hero.intarith import (
     hash_words_per_level,
 )
 
-from .params import check_int, rejecting
+from .params import FEATURES, LEVELS, LOG2T, check_int, rejecting
 from .requantizer import Requantizer
 
 COUNTER_BITS = 32
@@ -111,8 +111,8 @@ class HEU(wiring.Component):
     Back to back, n points take n * 8L + 6 cycles (sim_py.heu.cycles_per_batch).
     """
 
-    def __init__(self, *, levels: int = 16, features: int = 2, log2t: int = 14, word_bits: int = WORD_BITS,
-                 depth: int | None = None):
+    def __init__(self, *, levels: int = LEVELS, features: int = FEATURES, log2t: int = LOG2T,
+                 word_bits: int = WORD_BITS, depth: int | None = None):
         with rejecting(self):
             depth = check_heu_params(levels, features, log2t, word_bits, depth)
         self.levels, self.features, self.log2t = levels, features, log2t

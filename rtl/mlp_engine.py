@@ -10,7 +10,7 @@ from hero.intarith import ACC_BITS, ACT_BITS, MAX_WBITS, MIN_WBITS, REQ_MULT_BIT
 from sim_py.mlp_engine import DRAIN_STAGES
 
 from .bitserial_pe import check_pe_params
-from .params import at_most, rejecting
+from .params import COLS, ROWS, at_most, rejecting
 from .pe_array import PEArray, check_array_params
 from .requantizer import Requantizer
 
@@ -73,7 +73,7 @@ class MLPEngine(wiring.Component):
     Without stalls cycles = k * wbits + 2R + C + DRAIN_STAGES (sim_py.mlp_engine.cycles_per_tile).
     """
 
-    def __init__(self, *, rows: int = 8, cols: int = 8, max_wbits: int = MAX_WBITS,
+    def __init__(self, *, rows: int = ROWS, cols: int = COLS, max_wbits: int = MAX_WBITS,
                  act_bits: int = ACT_BITS, acc_bits: int = ACC_BITS):
         with rejecting(self):
             check_array_params(rows, cols)

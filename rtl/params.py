@@ -4,6 +4,11 @@ from contextlib import contextmanager
 
 from amaranth import Const
 
+#: The default build of every block and of the core (rtl.core.CoreParams): 16 levels of 2 x 2^14
+#: entries, an 8 x 8 array.
+LEVELS, FEATURES, LOG2T = 16, 2, 14
+ROWS, COLS = 8, 8
+
 
 def check_int(name: str, value, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:

@@ -16,8 +16,8 @@ class Requantizer(wiring.Component):
 
     `pipelined=False`: combinational. `pipelined=True`: three registers (the product, the rounded
     and shifted value, q; sim_py.mlp_engine.REQUANT_STAGES), each advancing when `en` is high, so
-    `q` is the requantization of the `acc` seen three enabled cycles before. The configuration inputs (mult, shift, relu,
-    out_bits) are not pipelined: hold them while values are in flight.
+    `q` is the requantization of the `acc` seen three enabled cycles before. The configuration
+    inputs (mult, shift, relu, out_bits) are not pipelined: hold them while values are in flight.
     """
 
     def __init__(self, *, acc_bits: int = ACC_BITS, act_bits: int = ACT_BITS, pipelined: bool = False):

@@ -392,7 +392,6 @@ def pareto_plot(rows: list[dict], refs: dict, path: Path, unit: str = "episode",
     plt.close(fig)
 
 
-@torch.no_grad()
 def side_by_side(fp32, found, scene, path: Path) -> None:
     """Test view 0: ground truth, the FP32 render, the found policy's render, 4x their difference."""
     from PIL import Image
