@@ -51,7 +51,7 @@ def sweep_toml(a) -> str:
     lines += ["[search]", f"episodes = {a.episodes}", f"evaluations = {a.evaluations}",
               f"held_out_rays = {a.held_out_rays}", f"refine_passes = {a.refine_passes}",
               f"qat_steps = {a.qat_steps}", f"test_views = {a.test_views}", 'backend = "rtl_calibrated"',
-              f"haq_warmup = {json.dumps(a.haq_warmup)}", ""]
+              f"levelled_warmup = {json.dumps(a.levelled_warmup)}", ""]
     return "\n".join(lines)
 
 
@@ -105,8 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--episodes", type=cli.number(int, lo=1), default=20, help="DDPG's episodes")
     ap.add_argument("--evaluations", type=cli.number(int, lo=1), default=60,
                     help="policy evaluations every method gets, refinement included")
-    ap.add_argument("--haq-warmup", action="store_true",
-                    help="DDPG's warm-up as HAQ's (independent random actions), not the levelled one")
+    ap.add_argument("--levelled-warmup", action="store_true",
+                    help="DDPG's warm-up episodes each around one random level, not HAQ's independent actions")
     ap.add_argument("--held-out-rays", type=cli.number(int, lo=64), default=16384)
     ap.add_argument("--refine-passes", type=cli.number(int, lo=0), default=10)
     ap.add_argument("--qat-steps", type=cli.number(int, lo=0), default=200)

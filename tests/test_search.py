@@ -14,7 +14,7 @@ import pytest
 from hero import checkpoint
 from hero.quant.calib import checkpoint_scenes
 from hero.quant.policy import Policy
-from hero.search.agent import DDPG, DDPGConfig
+from hero.search.agent import DDPG, LEVELLED_WARMUP_SPREAD, DDPGConfig
 from hero.search.env import QuantEnv, action_to_bits, units_of
 from hero.search.refine import refine
 from hero.search.run import STATE, scoring_setup, search
@@ -63,14 +63,14 @@ def test_agent_is_reproducible_and_explores_less_over_time():
 
 
 def test_levelled_warm_up_spreads_episodes_not_units():
-    """Warm-up: one level per episode, the units near it; HAQ's independent actions when spread is None."""
+    """The levelled warm-up: one level per episode, the units near it; the default, HAQ's, independent."""
     obs = np.zeros(6, dtype=np.float32)
 
     def episodes(spread):
         agent = DDPG(6, DDPGConfig(warmup=40, warmup_spread=spread), seed=1)
         return np.array([[agent.act(obs, e) for _ in range(25)] for e in range(40)])
 
-    lev, iid = episodes(0.15), episodes(None)
+    lev, iid = episodes(LEVELLED_WARMUP_SPREAD), episodes(DDPGConfig().warmup_spread)
     assert lev.std(axis=1).mean() < 0.2 < iid.std(axis=1).mean()  # within an episode
     assert lev.mean(axis=1).std() > 0.2 > iid.mean(axis=1).std()  # across episodes
     assert ((lev >= 0) & (lev <= 1)).all()

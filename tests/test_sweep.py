@@ -96,7 +96,7 @@ def test_tiny_sweep_on_ray_writes_a_row_per_job_resumes_and_survives_a_failing_j
     (("evaluations = 6", "evaluations = 2"), "search.evaluations: 2: fewer than search.episodes 3"),
     (("qat_steps = 1", "qat_step = 1"), "search.qat_step: unknown key"),
     (("held_out_rays = 256", "held_out_rays = \"many\""), "search.held_out_rays: 'many' is not an integer"),
-    (("qat_steps = 1", "qat_steps = 1\nhaq_warmup = 1"), "search.haq_warmup: 1 is not true or false"),
+    (("qat_steps = 1", "qat_steps = 1\nlevelled_warmup = 1"), "search.levelled_warmup: 1 is not true or false"),
     (("episodes = 3", "episodes = true"), "search.episodes: True is not an integer"),
     (("out = \"out\"", "out = \"out\"\nscene = 1"), "tiny.toml: scene: unknown key"),
     (("[[scenes]]", "[scenes]"), "scenes: expected a non-empty list of [[scenes]] tables"),

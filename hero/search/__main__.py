@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/search"))
     ap.add_argument("--train-minutes", type=float, default=4.0, help="training time when no --ckpt is given")
+    ap.add_argument("--levelled-warmup", action="store_true",
+                    help="DDPG's warm-up episodes each around one random level instead of HAQ's independent random "
+                         "actions (docs/search.md)")
     ap.add_argument("--refine-passes", type=int, default=10,
                     help="most greedy one-bit passes over the agent's best policy; stops at a pass with no move "
                          "(0: off)")
@@ -95,7 +98,7 @@ def main(argv=None) -> int:
                          latency_weight=a.latency_weight, held_out=a.held_out_rays, qat_steps=a.qat_steps,
                          test_views=a.test_views, refine_passes=a.refine_passes,
                          progress=not a.no_progress, objective=a.objective, method=a.method,
-                         evaluations=a.evaluations)
+                         evaluations=a.evaluations, levelled_warmup=a.levelled_warmup)
     except KeyboardInterrupt as e:  # hero.interrupt.Interrupted: the finished episodes (or steps) are saved
         return cli.interrupted(e)
     except (DataError, HardwareError, PolicyError, CalibrationError, ValueError) as e:

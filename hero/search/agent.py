@@ -10,6 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+#: The levelled warm-up's spread of a unit's action around its episode's level: about one bit.
+LEVELLED_WARMUP_SPREAD = 0.15
+
 
 @dataclass
 class DDPGConfig:
@@ -21,10 +24,10 @@ class DDPGConfig:
     batch: int = 64
     buffer: int = 2000
     warmup: int = 20  # episodes of random actions
-    # Warm-up actions: per episode a level drawn from U(0, 1), each unit's action normal around it with
-    # this spread (clipped to [0, 1]), so warm-up policies spread along the whole latency-PSNR trade-off;
-    # None: HAQ's independent U(0, 1) per unit, whose policies almost all hold some unit at 2-3 bits.
-    warmup_spread: float | None = 0.15
+    # Warm-up actions: None, HAQ's independent U(0, 1) per unit; or levelled: per episode a level drawn
+    # from U(0, 1), each unit's action normal around it with this spread, clipped to [0, 1]
+    # (LEVELLED_WARMUP_SPREAD; docs/search.md measures both).
+    warmup_spread: float | None = None
     sigma: float = 0.5  # exploration noise at the end of warm-up
     sigma_decay: float = 0.99  # per episode after warm-up
     baseline_decay: float = 0.95  # moving-average reward baseline

@@ -25,7 +25,7 @@ from sim_py.hw import load_hardware
 from sim_py.report import breakdown_dict, plot
 from sim_py.workload import workload_from_frame
 
-from .agent import DDPG, DDPGConfig
+from .agent import DDPG, LEVELLED_WARMUP_SPREAD, DDPGConfig
 from .env import QuantEnv, units_of
 from .front import HV_REF_LATENCY, HV_REF_PSNR_DB, pareto_indices, relative_hypervolume
 from .methods import METHODS, evaluate_bits, record, run_method
@@ -101,7 +101,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
            latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
            warmup: int | None = None, refine_passes: int = 10, progress: bool = True,
            objective: str = "latency", agent_seed: int | None = None, method: str = "ddpg",
-           evaluations: int | None = None, haq_warmup: bool = False) -> dict:
+           evaluations: int | None = None, levelled_warmup: bool = False) -> dict:
     """One search (docs/search.md). `seed` fixes the calibration, the held-out rays and, unless
     `agent_seed` is given, the agent's exploration (or the method's own randomness); searches that differ
     only in `agent_seed` score policies on the same rays (and share their PSNR memo).
@@ -109,8 +109,9 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     `method`: ddpg (`episodes` episodes, then refinement), or random, greedy, tpe, nsga2
     (hero/search/methods.py). `evaluations`: the policy evaluations the method gets, refinement included
     (ddpg: its refinement stops at evaluations - episodes; None: to convergence, as before); None gives
-    the other methods DEFAULT_EVALUATIONS_PER_EPISODE x `episodes`. `haq_warmup`: DDPG's warm-up takes
-    HAQ's independent random actions instead of the levelled ones (DDPGConfig.warmup_spread)."""
+    the other methods DEFAULT_EVALUATIONS_PER_EPISODE x `episodes`. `levelled_warmup`: DDPG's warm-up
+    episodes each around one random level (LEVELLED_WARMUP_SPREAD) instead of HAQ's independent
+    random actions."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "ddpg" and evaluations is not None and evaluations < episodes:
@@ -151,11 +152,11 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     rows, best, episode, refined = [], None, 0, None
     state_path = out / STATE
     st = checkpoint.load_state(state_path) if state_path.exists() else None
-    settings["warmup_spread"] = None if haq_warmup else DDPGConfig.warmup_spread
-    if st is not None and "warmup_spread" not in st["config"]:  # begun before the levelled warm-up: HAQ's
-        settings["warmup_spread"] = None
+    spread = LEVELLED_WARMUP_SPREAD if levelled_warmup else None
+    if spread is not None or (st is not None and "warmup_spread" in st["config"]):
+        settings["warmup_spread"] = spread  # states from before the option: HAQ's warm-up, no key
     cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup,
-                     warmup_spread=settings["warmup_spread"])
+                     warmup_spread=spread)
     agent = DDPG(env.obs_dim, cfg, seed if agent_seed is None else agent_seed)
 
     def save_state() -> None:

@@ -17,7 +17,7 @@
     [search]                                # hero.search's flags, as keys
     episodes = 60
     evaluations = 180
-    # haq_warmup = true                     # DDPG's warm-up as HAQ's: independent random actions
+    # levelled_warmup = true                # DDPG's warm-up episodes each around one random level
 
 Relative paths are relative to the sweep file's folder. Every error is one `SweepError` naming the
 file and the key.
@@ -53,7 +53,7 @@ SEARCH_KEYS = {
     "held_out_rays": (int, lambda v: v >= 64, 16384, "held_out"),
     "refine_passes": (int, lambda v: v >= 0, 10, "refine_passes"),
     "warmup": (int, lambda v: v >= 0, None, "warmup"),
-    "haq_warmup": (bool, lambda v: True, False, "haq_warmup"),
+    "levelled_warmup": (bool, lambda v: True, False, "levelled_warmup"),
     "qat_steps": (int, lambda v: v >= 0, 200, "qat_steps"),
     "test_views": (int, lambda v: v >= 1, 5, "test_views"),
 }
