@@ -11,7 +11,6 @@ are in the core at once: the HEU encodes one while the engine runs the other.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +19,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hero import intarith as ia
+from sim_py.core import column_folds, weight_words
 
 from .bitserial_pe import check_pe_params
 from .heu import HEU, check_heu_params, level_record, point_layout
@@ -105,12 +105,12 @@ class Net:
 
 
 def folds(layer: CoreLayer, cols: int) -> int:
-    return math.ceil(layer.c_out / cols)
+    return column_folds(layer.c_out, cols)
 
 
 def layer_words(layer: CoreLayer, wbits: int, cols: int) -> int:
-    """Weight memory words of a layer: one C-bit plane per (fold, k, bit)."""
-    return folds(layer, cols) * layer.k * wbits
+    """Weight memory words of a layer (sim_py.core.weight_words)."""
+    return weight_words(layer.k, layer.c_out, wbits, cols)
 
 
 def layer_layout(max_wbits: int, weight_depth: int) -> data.StructLayout:

@@ -134,7 +134,7 @@ class MLPEngine(wiring.Component):
         m.d.comb += array.w.eq(self.operand.payload.w)
 
         # Result path: the drain pipeline. Stage 0 registers the selected row's accumulators, then
-        # the requantizers' PIPELINE_STAGES registers; the result is the last stage. Every stage
+        # the requantizers' REQUANT_STAGES registers; the result is the last stage. Every stage
         # advances when the last one is empty or taken.
         stages = DRAIN_STAGES
         p_valid = [Signal(name=f"drain_valid_{i}") for i in range(stages)]

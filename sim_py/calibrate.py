@@ -109,7 +109,8 @@ def sweep_core(cases=CORE_FIT_CASES) -> tuple[list[dict], list[dict]]:
     """Measured cycles of streams of batches through the core, one row per (case, stream), with what
     the core's schedule needs to predict them: levels, array, and the engine cycles of one batch;
     and per case the model's load through the config port: its records per target, as the core's
-    encoder made them and as sim_py.core.config_records counts them, and the cycles it took."""
+    encoder made them and as sim_py.core.config_records counts them (RuntimeError when they differ),
+    and the cycles it took."""
     from verif import sim
     from verif.core_host import sweep_case
 
@@ -128,9 +129,12 @@ def sweep_core(cases=CORE_FIT_CASES) -> tuple[list[dict], list[dict]]:
                                "layers": layers, "sizes": r["sizes"], "cycles": r["cycles"],
                                "cycles_per_s": r["cycles_per_s"]})
             cfg = measured["config"]
+            counted = config_records(layers, cols, levels, len(model.table_memory))
+            if cfg["records"] != counted:
+                raise RuntimeError(f"sim_py.core.config_records counts {counted}, the core's encoder made "
+                                   f"{cfg['records']} (L={levels} {rows}x{cols})")
             loads.append({"levels": levels, "rows": rows, "cols": cols, "max_wbits": wb, "policy_seed": seed,
-                          "records": cfg["records"], "cycles": cfg["cycles"],
-                          "counted": config_records(layers, cols, levels, len(model.table_memory))})
+                          "records": cfg["records"], "cycles": cfg["cycles"], "counted": counted})
     return points, loads
 
 
@@ -190,10 +194,6 @@ def calibrate() -> dict:
     heu_consts, heu_err = fit_heu(heu_points)
     core_points, loads = sweep_core()
     core_consts, core_err = fit_core(core_points, {**mlp_consts, **heu_consts})
-    bad = [p for p in loads if p["records"] != p["counted"]]
-    if bad:
-        raise RuntimeError(f"sim_py.core.config_records counts {bad[0]['counted']}, the core's encoder made "
-                           f"{bad[0]['records']}")
     config_consts, config_err = fit_config(loads)
     consts = {**mlp_consts, **heu_consts, **core_consts, **config_consts}
     Calibrated(**consts)  # validates the set of names

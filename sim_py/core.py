@@ -43,26 +43,33 @@ class CoreTiming:
         return cls(cycles_per_point(levels), latency(levels), tile_cycles(layers, rows, cols))
 
 
+def column_folds(c_out: int, cols: int) -> int:
+    """Engine tiles of a layer's outputs per batch: ceil(c_out / C)."""
+    return math.ceil(c_out / cols)
+
+
+def weight_words(k: int, c_out: int, wbits: int, cols: int) -> int:
+    """Weight memory words of a layer: one C-bit plane per (column fold, k, bit)."""
+    return column_folds(c_out, cols) * k * wbits
+
+
 def tile_cycles(layers, rows: int, cols: int, per_tile=cycles_per_tile) -> float:
-    """Engine cycles of one batch: layers as (k, c_out, wbits), ceil(c_out / C) tiles each of
+    """Engine cycles of one batch: layers as (k, c_out, wbits), column_folds tiles each of
     `per_tile(k, wbits, rows, cols)` cycles (default: the RTL's formula; a backend's mlp_tile_cycles)."""
-    return sum(math.ceil(c_out / cols) * per_tile(k, wbits, rows, cols) for k, c_out, wbits in layers)
+    return sum(column_folds(c_out, cols) * per_tile(k, wbits, rows, cols) for k, c_out, wbits in layers)
 
 
-#: Targets of the core's config port (rtl.core.Target), in its order.
-CONFIG_TARGETS = ("heu_level", "heu_table", "weight", "layer", "requant")
 #: What a model's per-frame weight load writes: the weights and their layer and requant registers.
 WEIGHT_TARGETS = ("weight", "layer", "requant")
 
 
 def config_records(layers, cols: int, levels: int = 0, table_words: int = 0) -> dict[str, int]:
     """Records the config port takes to load a model (rtl.core.CoreParams.config_records), per target:
-    a record per level, per table word, per weight plane word (ceil(c_out / C) folds x k x wbits per
-    layer), per layer, and per requantizer of every fold's C columns. Layers as (k, c_out, wbits)."""
-    folds = [math.ceil(c_out / cols) for _, c_out, _ in layers]
+    a record per level, per table word, per weight plane word (weight_words), per layer, and per
+    requantizer of every column fold's C columns. Layers as (k, c_out, wbits)."""
     return {"heu_level": levels, "heu_table": table_words,
-            "weight": sum(f * k * b for f, (k, _, b) in zip(folds, layers, strict=True)),
-            "layer": len(layers), "requant": sum(folds) * cols}
+            "weight": sum(weight_words(k, c_out, b, cols) for k, c_out, b in layers),
+            "layer": len(layers), "requant": sum(column_folds(c_out, cols) for _, c_out, _ in layers) * cols}
 
 
 def _batch(t: CoreTiming, n: int, prev: dict | None, prev2: dict | None) -> dict:

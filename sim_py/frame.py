@@ -32,7 +32,7 @@ from hero.intarith import (
     hash_levels,
 )
 
-from .core import WEIGHT_TARGETS, config_records, frame_cycles
+from .core import WEIGHT_TARGETS, column_folds, config_records, frame_cycles
 from .hw import HardwareConfig
 from .memory import dram_cycles, entry_line, lru_misses, place_levels
 from .workload import Workload
@@ -116,7 +116,7 @@ class FrameModel:
         stall = max(0.0, dram - encoding)
 
         # MLP engine.
-        per_batch = {ly.name: math.ceil(ly.c_out / hw.pe_cols) * self.backend.mlp_tile_cycles(ly.k, b, hw.pe_rows,
+        per_batch = {ly.name: column_folds(ly.c_out, hw.pe_cols) * self.backend.mlp_tile_cycles(ly.k, b, hw.pe_rows,
                                                                                                hw.pe_cols)
                      for ly, b in zip(w.layers, wb, strict=True)}
         n_batches = math.ceil(n / hw.pe_rows)
