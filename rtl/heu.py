@@ -1,6 +1,6 @@
 """HEU: the hash encoding unit, Instant-NGP's multi-resolution hash grid, one corner lookup per cycle."""
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,6 +21,8 @@ from hero.intarith import (
     HashLevel,
     hash_words_per_level,
 )
+from sim_py.heu import PIPELINE_STAGES
+from sim_py.mlp_engine import REQUANT_STAGES
 
 from .params import FEATURES, LEVELS, LOG2T, check_int, rejecting
 from .requantizer import Requantizer
@@ -141,6 +143,8 @@ class HEU(wiring.Component):
 
         # ---- configuration registers -------------------------------------------------------
         regs = Array(Signal(cl.size, name=f"level_cfg_{i}") for i in range(L))
+        rb = dense_res_bits(self.log2t)
+        res_sq = Array(Signal(2 * rb, name=f"level_res_sq_{i}") for i in range(L))  # R*R, for the dense index
         m.d.comb += [self.config.ready.eq(1), self.table.ready.eq(1)]  # both always ready
         cfg_in = self.config.payload
         cfg_ok = ((cfg_in.bits >= HASH_MIN_BITS) & (cfg_in.bits <= HASH_MAX_BITS) & (cfg_in.level < L)
@@ -148,7 +152,8 @@ class HEU(wiring.Component):
         with m.If(self.config.valid):
             m.d.sync += self.error.eq(~cfg_ok)
             with m.If(cfg_ok):
-                m.d.sync += regs[cfg_in.level].eq(cfg_in.as_value())
+                m.d.sync += [regs[cfg_in.level].eq(cfg_in.as_value()),
+                             res_sq[cfg_in.level].eq(cfg_in.resolution * cfg_in.resolution)]
 
         def cfg(level):
             return cl(regs[level])
@@ -170,21 +175,30 @@ class HEU(wiring.Component):
             banks.append(mem.read_port())
 
         # ---- pipeline control ----------------------------------------------------------------
+        # Every stage is a set of registers advancing together when `en` is high; `pipe` makes one.
         en = Signal()  # the whole pipeline advances
-        s0_valid, s1_valid, s2_valid, s3_valid, s4_valid = (Signal(name=f"s{i}_valid") for i in range(5))
-        s4_lvl = Signal(lvl_shape)
-        completing = s4_valid & (s4_lvl == L - 1)
-        refused = self.result.valid & ~self.result.ready
-        m.d.comb += en.eq(~(completing & refused))
-        inflight = s0_valid | s1_valid | s2_valid | s3_valid | s4_valid
+        valids = []
 
-        # ---- S0: issue. Holds the point; one (level, corner) per cycle; scaled position ----------
+        def pipe(prev: dict, name: str, **values) -> dict:
+            """The next stage: registers of prev's valid/lvl/crn and of `values`, loaded when en."""
+            out = {}
+            for k, v in {"valid": prev["valid"], "lvl": prev["lvl"], "crn": prev["crn"], **values}.items():
+                v = Value.cast(v)
+                r = Signal(v.shape(), name=f"{name}_{k}")
+                with m.If(en):
+                    m.d.sync += r.eq(v)
+                out[k] = r
+            valids.append(out["valid"])
+            return out
+
+        # ---- issue: holds the point; one (level, corner) per cycle --------------------------------
         pt = Signal(point_layout())
+        s0_valid = Signal()
         lvl0 = Signal(lvl_shape)
         crn0 = Signal(3)
+        valids.append(s0_valid)
         last0 = (lvl0 == L - 1) & (crn0 == 7)
         take = self.point.valid & self.point.ready
-        m.d.comb += self.point.ready.eq(en & (~s0_valid | last0))
         with m.If(en):
             with m.If(s0_valid):
                 m.d.sync += crn0.eq(crn0 + 1)
@@ -194,116 +208,121 @@ class HEU(wiring.Component):
                 m.d.sync += [pt.eq(self.point.payload), s0_valid.eq(1), lvl0.eq(0), crn0.eq(0)]
             with m.Elif(last0):
                 m.d.sync += s0_valid.eq(0)
+        s = {"valid": s0_valid, "lvl": lvl0, "crn": crn0}
+        s = pipe(s, "lookup", pos=pt.as_value(), scale=cfg(lvl0).scale)
 
-        scale0 = cfg(lvl0).scale
-        s1_corner = Signal(data.ArrayLayout(HASH_COORD_BITS, 3))
-        s1_frac = Signal(data.ArrayLayout(wf, 3))
-        s1_lvl = Signal(lvl_shape)
-        s1_crn = Signal(3)
-        with m.If(en):
-            m.d.sync += [s1_valid.eq(s0_valid), s1_lvl.eq(lvl0), s1_crn.eq(crn0)]
-            for a in range(3):
-                p = Signal(HASH_POS_BITS + HASH_SCALE_BITS + 1, name=f"scaled_{'xyz'[a]}")
-                m.d.comb += p.eq(pt[a] * scale0 + (1 << (_POS_SHIFT - 1)))
-                m.d.sync += [s1_corner[a].eq(p[_POS_SHIFT:]), s1_frac[a].eq(p[_POS_SHIFT - wf:_POS_SHIFT])]
-
-        # ---- S1: vertex, table index (dense or hashed), trilinear weight ------------------------
-        cfg1 = cfg(s1_lvl)
-        vert = [Signal(HASH_COORD_BITS, name=f"vertex_{'xyz'[a]}") for a in range(3)]
-        axis_w = [Signal(wf + 1, name=f"weight_{'xyz'[a]}") for a in range(3)]
+        # ---- scale: p = raw * scale_l + 2**27 per axis; grid corner and fraction -----------------
+        corner, frac = [], []
         for a in range(3):
-            bit = s1_crn[a]
-            m.d.comb += [
-                vert[a].eq(s1_corner[a] + bit),
-                axis_w[a].eq(Mux(bit, s1_frac[a], (1 << wf) - s1_frac[a])),
-            ]
-        rb = len(cfg1.resolution)
-        res = cfg1.resolution
-        dense_raw = Signal(3 * rb + 2)
-        m.d.comb += dense_raw.eq(vert[0][:rb] + vert[1][:rb] * res + vert[2][:rb] * (res * res))
-        dense_idx = Mux(dense_raw >= cfg1.entries, dense_raw - cfg1.entries, dense_raw)
+            p = Signal(HASH_POS_BITS + HASH_SCALE_BITS + 1, name=f"scaled_{'xyz'[a]}")
+            m.d.comb += p.eq(s["pos"][a * HASH_POS_BITS:(a + 1) * HASH_POS_BITS] * s["scale"] + (1 << (_POS_SHIFT - 1)))
+            corner.append(p[_POS_SHIFT:_POS_SHIFT + HASH_COORD_BITS])
+            frac.append(p[_POS_SHIFT - wf:_POS_SHIFT])
+        s = pipe(s, "scaled", corner=Cat(*corner), frac=Cat(*frac))
+
+        # ---- vertex and per-axis weights ----------------------------------------------------------
+        cb = HASH_COORD_BITS
+        vert, axis_w = [], []
+        for a in range(3):
+            bit = s["crn"][a]
+            vert.append((s["corner"][a * cb:(a + 1) * cb] + bit)[:cb])
+            f = s["frac"][a * wf:(a + 1) * wf]
+            axis_w.append(Mux(bit, f, (1 << wf) - f)[:wf + 1])
+        s = pipe(s, "vertex", vert=Cat(*vert), w=Cat(*axis_w))
+
+        # ---- index terms: dense x, y*R, z*R*R; hashed vertex * prime mod T; weight products -------
         lo = self.log2t
-        hashed = [(vert[a] * (HASH_PRIMES[a] % t))[:lo] for a in range(3)]
-        hash_idx = hashed[0] ^ hashed[1] ^ hashed[2]
-        s2_idx = Signal(lo)
-        s2_w = Signal(3 * wf + 1)
-        s2_lvl = Signal(lvl_shape)
-        s2_crn = Signal(3)
-        with m.If(en):
-            m.d.sync += [
-                s2_valid.eq(s1_valid), s2_lvl.eq(s1_lvl), s2_crn.eq(s1_crn),
-                s2_idx.eq(Mux(cfg1.dense, dense_idx, hash_idx)),
-                s2_w.eq(axis_w[0] * axis_w[1] * axis_w[2]),
-            ]
+        res = cfg(s["lvl"]).resolution
+        v = [s["vert"][a * cb:(a + 1) * cb] for a in range(3)]
+        aw = [s["w"][a * (wf + 1):(a + 1) * (wf + 1)] for a in range(3)]
+        hashed = [(v[a] * (HASH_PRIMES[a] % t))[:lo] for a in range(3)]
+        s = pipe(s, "terms", dx=v[0][:rb], dy=v[1][:rb] * res, dz=v[2][:rb] * res_sq[s["lvl"]],
+                 hash=hashed[0] ^ hashed[1] ^ hashed[2], wxy=aw[0] * aw[1], wz=aw[2])
 
-        # ---- S2: bit address of the entry; read the two words it may span ------------------------
-        cfg2 = cfg(s2_lvl)
+        # ---- dense sum; corner weight --------------------------------------------------------------
+        dense_raw = Signal(3 * rb + 2)
+        m.d.comb += dense_raw.eq(s["dx"] + s["dy"] + s["dz"])
+        s = pipe(s, "sum", dense=dense_raw, hash=s["hash"], w=(s["wxy"] * s["wz"])[:3 * wf + 1])
+
+        # ---- table index (dense: minus entries once if needed); the level's entry geometry --------
+        c = cfg(s["lvl"])
+        dense_idx = Mux(s["dense"] >= c.entries, s["dense"] - c.entries, s["dense"])
+        s = pipe(s, "index", idx=Mux(c.dense, dense_idx, s["hash"])[:lo], w=s["w"], bits=c.bits,
+                 entry_bits=c.bits * F, base=c.base)
+
+        # ---- bit offset of the entry ---------------------------------------------------------------
+        s = pipe(s, "bitoff", bitoff=(s["idx"] * s["entry_bits"])[:lo + 7], base=s["base"], w=s["w"],
+                 bits=s["bits"])
+
+        # ---- word address; the two banks' read addresses -----------------------------------------
         log2w = W.bit_length() - 1
-        bitoff = Signal(lo + 7)
-        word = Signal(len(cfg2.base) + 1)
-        m.d.comb += [
-            bitoff.eq(s2_idx * (cfg2.bits * F)),
-            word.eq(cfg2.base + (bitoff >> log2w)),
-            banks[0].addr.eq((word + 1) >> 1),
-            banks[1].addr.eq(word >> 1),
-            banks[0].en.eq(en),
-            banks[1].en.eq(en),
-        ]
-        s3_odd = Signal()
-        s3_shift = Signal(log2w)
-        s3_w = Signal.like(s2_w)
-        s3_lvl = Signal(lvl_shape)
-        s3_crn = Signal(3)
-        with m.If(en):
-            m.d.sync += [s3_valid.eq(s2_valid), s3_lvl.eq(s2_lvl), s3_crn.eq(s2_crn), s3_w.eq(s2_w),
-                         s3_odd.eq(word[0]), s3_shift.eq(bitoff[:log2w])]
+        word = Signal(len(c.base) + 1)
+        m.d.comb += word.eq(s["base"] + (s["bitoff"] >> log2w))
+        s = pipe(s, "addr", addr0=(word + 1) >> 1, addr1=word >> 1, odd=word[0], shift=s["bitoff"][:log2w],
+                 w=s["w"], bits=s["bits"])
+        m.d.comb += [banks[0].addr.eq(s["addr0"]), banks[1].addr.eq(s["addr1"]),
+                     banks[0].en.eq(en), banks[1].en.eq(en)]
+        s = pipe(s, "read", odd=s["odd"], shift=s["shift"], w=s["w"], bits=s["bits"])  # the banks read
 
-        # ---- S3: extract the entry, sign-extend its features, weight and accumulate --------------
-        cfg3 = cfg(s3_lvl)
-        lo_word = Mux(s3_odd, banks[1].data, banks[0].data)
-        hi_word = Mux(s3_odd, banks[0].data, banks[1].data)
-        entry = Signal(F * HASH_MAX_BITS)
-        m.d.comb += entry.eq(Cat(lo_word, hi_word) >> s3_shift)
-        bits3 = cfg3.bits
-        mask = Signal(HASH_MAX_BITS)
-        half = Signal(HASH_MAX_BITS)
-        m.d.comb += [mask.eq((Const(1, HASH_MAX_BITS + 1) << bits3) - 1),
-                     half.eq((Const(1, HASH_MAX_BITS + 1) << bits3) >> 1)]
-        acc = [Signal(signed(HASH_ACC_BITS), name=f"acc_{f}") for f in range(F)]
-        s4_acc = [Signal(signed(HASH_ACC_BITS), name=f"s4_acc_{f}") for f in range(F)]
+        # ---- the two words, low first ---------------------------------------------------------------
+        lo_word = Mux(s["odd"], banks[1].data, banks[0].data)
+        hi_word = Mux(s["odd"], banks[0].data, banks[1].data)
+        s = pipe(s, "words", words=Cat(lo_word, hi_word), shift=s["shift"], w=s["w"], bits=s["bits"])
+
+        # ---- the entry --------------------------------------------------------------------------------
+        s = pipe(s, "entry", entry=(s["words"] >> s["shift"])[:F * HASH_MAX_BITS], w=s["w"], bits=s["bits"])
+
+        # ---- its F fields, sign-extended ----------------------------------------------------------
+        mask = ((Const(1, HASH_MAX_BITS + 1) << s["bits"]) - 1)[:HASH_MAX_BITS]
+        half = ((Const(1, HASH_MAX_BITS + 1) << s["bits"]) >> 1)[:HASH_MAX_BITS]
+        values = {}
         for f in range(F):
             field = Signal(HASH_MAX_BITS, name=f"field_{f}")
+            m.d.comb += field.eq((s["entry"] >> (s["bits"] * f)) & mask)
             value = Signal(signed(HASH_MAX_BITS + 1), name=f"value_{f}")
-            nxt = Signal(signed(HASH_ACC_BITS), name=f"acc_next_{f}")
-            m.d.comb += [
-                field.eq((entry >> (bits3 * f)) & mask),
-                value.eq((field ^ half) - half),
-                nxt.eq(Mux(s3_crn == 0, 0, acc[f]) + value * s3_w),
-            ]
-            with m.If(en & s3_valid):
-                m.d.sync += acc[f].eq(nxt)
-                m.d.sync += s4_acc[f].eq(nxt)
-        with m.If(en):
-            m.d.sync += [s4_valid.eq(s3_valid & (s3_crn == 7)), s4_lvl.eq(s3_lvl)]
+            m.d.comb += value.eq((field ^ half) - half)
+            values[f"value{f}"] = value
+        s = pipe(s, "field", w=s["w"], **values)
 
-        # ---- S4: requantize the level's F features to s8; assemble the point; output register ---
-        cfg4 = cfg(s4_lvl)
+        # ---- corner weight times each feature ----------------------------------------------------
+        s = pipe(s, "product", **{f"prod{f}": s[f"value{f}"] * s["w"] for f in range(F)})
+
+        # ---- accumulate the eight corners (loaded, not added, at corner 0) ----------------------
+        acc = [Signal(signed(HASH_ACC_BITS), name=f"acc_{f}") for f in range(F)]
+        with m.If(en & s["valid"]):
+            m.d.sync += [acc[f].eq(Mux(s["crn"] == 0, 0, acc[f]) + s[f"prod{f}"]) for f in range(F)]
+        rq_cfg = cfg(s["lvl"])
+        rq_mult = Signal(REQ_MULT_BITS)  # the level's requantization, held for its whole pipeline
+        rq_shift = Signal(REQ_SHIFT_BITS)
+        with m.If(en & s["valid"] & (s["crn"] == 7)):
+            m.d.sync += [rq_mult.eq(rq_cfg.rq_mult), rq_shift.eq(rq_cfg.rq_shift)]
+        s = pipe(s, "sum8", valid=s["valid"] & (s["crn"] == 7))
+
+        # ---- requantize the level's F features to s8 (REQUANT_STAGES), assemble the point ------
         q = []
         for f in range(F):
-            rq = Requantizer(acc_bits=HASH_ACC_BITS, act_bits=ACT_BITS)
+            rq = Requantizer(acc_bits=HASH_ACC_BITS, act_bits=ACT_BITS, pipelined=True)
             m.submodules[f"requant_{f}"] = rq
-            m.d.comb += [rq.acc.eq(s4_acc[f]), rq.mult.eq(cfg4.rq_mult), rq.shift.eq(cfg4.rq_shift),
+            m.d.comb += [rq.acc.eq(acc[f]), rq.mult.eq(rq_mult), rq.shift.eq(rq_shift), rq.en.eq(en),
                          rq.relu.eq(0), rq.out_bits.eq(ACT_BITS)]
             q.append(rq.q)
+        for i in range(REQUANT_STAGES):
+            s = pipe(s, f"requant{i}")
+        completing = s["valid"] & (s["lvl"] == L - 1)
+        refused = self.result.valid & ~self.result.ready
+        m.d.comb += [en.eq(~(completing & refused)), self.point.ready.eq(en & (~s0_valid | last0))]
         lane_bits = F * ACT_BITS
         asm = Signal(L * lane_bits)  # levels so far, shifting down by one level per level done
         asm_next = Cat(asm[lane_bits:], *q)
-        with m.If(en & s4_valid):
+        with m.If(en & s["valid"]):
             m.d.sync += asm.eq(asm_next)
         with m.If(self.result.valid & self.result.ready):
             m.d.sync += self.result.valid.eq(0)
         with m.If(en & completing):
             m.d.sync += [self.result.valid.eq(1), self.result.payload.eq(asm_next)]
+        inflight = Cat(*valids).any()
+        assert len(valids) == PIPELINE_STAGES, "sim_py.heu.PIPELINE_STAGES counts the issue stage and these"
+
 
         # ---- status and counters -----------------------------------------------------------------
         m.d.comb += self.busy.eq(inflight | self.result.valid)

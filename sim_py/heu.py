@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from hero.intarith import hash_words_per_level
 
-#: Pipeline stages after a lookup is issued: index/weight, address, memory read, interpolate,
-#: requantize. A point's output is valid this many cycles after its last lookup was issued.
-PIPELINE_STAGES = 5
+from .mlp_engine import REQUANT_STAGES
+
+#: Register stages before the output register (docs/heu.md): issue, lookup, scaled, vertex, index
+#: terms, dense sum, index, bit offset, address, memory read, words, entry, fields, product,
+#: accumulated sum, then the requantizer's REQUANT_STAGES (3). A point's output is valid this many
+#: cycles after its last lookup was issued.
+PIPELINE_STAGES = 15 + REQUANT_STAGES
 CORNERS = 8
 
 

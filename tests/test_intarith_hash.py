@@ -188,7 +188,7 @@ def test_invalid_levels_are_refused():
 
 def test_cycle_model():
     assert cycles_per_point(16) == 128
-    assert latency(16) == 133
-    assert cycles_per_batch(10, 4) == 10 * 32 + 6
+    assert latency(16) == 146
+    assert cycles_per_batch(10, 4) == 10 * 32 + 19
     with pytest.raises(ValueError, match="n_points"):
         cycles_per_batch(0, 4)
