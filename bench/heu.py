@@ -66,7 +66,7 @@ def main(argv=None) -> int:
                 sim_seconds += r["sim_seconds"]
 
     print(f"HEU, F={f}, T=2^{log2t}, W={w}: measured cycles for {n} points back to back (Verilator "
-          f"`cycles` counter), and per point; '=' marks agreement with cycles_per_batch = n*8L + 6")
+          f"`cycles` counter), and per point; '=' marks agreement with cycles_per_batch = n*8L + 19")
     print("L \\ b_l " + "".join(f"{b:>16}" for b in BITS) + "   8L")
     for levels in LEVELS:
         cells = []

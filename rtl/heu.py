@@ -110,7 +110,7 @@ class HEU(wiring.Component):
     Reset empties the pipeline and clears the configuration registers, not the tables.
     Counters (cleared by reset or `clear`): `cycles` counts cycles in which the unit is busy or
     takes a point; `stall_cycles` those lost to a refused result; `points` the results sent.
-    Back to back, n points take n * 8L + 6 cycles (sim_py.heu.cycles_per_batch).
+    Back to back, n points take n * 8L + 19 cycles (sim_py.heu.cycles_per_batch).
     """
 
     def __init__(self, *, levels: int = LEVELS, features: int = FEATURES, log2t: int = LOG2T,

@@ -5,7 +5,7 @@ The core holds two batches (docs/core.md): while the engine runs one batch's lay
 results, the HEU encodes the next one into the other bank. Each batch's phases:
 - encode: its samples enter the HEU one per `point` cycles (8L), once the previous batch's last
   sample is in and its bank is free (the batch two before has sent its results); its last feature
-  is written `encode` cycles (8L + 5) after its last sample;
+  is written `encode` cycles (8L + 18) after its last sample;
 - layers: from the cycle after both its last feature and the previous batch's last result, every
   layer's column folds as back-to-back tiles (`tiles` cycles);
 - results: one per cycle from the cycle after its last tile.
@@ -103,7 +103,7 @@ def schedule(sizes, levels: int, layers, rows: int, cols: int) -> list[dict]:
 def stream_cycles(sizes, levels: int, layers, rows: int, cols: int) -> int:
     """What the core's `cycles` counter reads after batches of `sizes` offered back to back, results
     taken at once: from the first sample's handshake to the last result's, both included. One
-    batch alone: n * 8L + 6 + tile_cycles + n."""
+    batch alone: n * 8L + 19 + tile_cycles + n."""
     return schedule(sizes, levels, layers, rows, cols)[-1]["last_out"] + 1
 
 
