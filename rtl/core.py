@@ -19,6 +19,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hero import intarith as ia
+from hero.nerf.dataflow import FIELD_LAYERS, GEO_FIRST
 from sim_py.core import column_folds, weight_words
 
 from .bitserial_pe import check_pe_params
@@ -95,12 +96,14 @@ class Net:
         h, g, ping = self.hidden, self.geo, self.ping
         pong, geo = ping + h, self.geo_lane(bank)
         none = (None,)
+        d0, d1, c0, c1, c2 = FIELD_LAYERS  # hero.nerf.dataflow: d1's outputs from GEO_FIRST on feed c0
         return [
-            CoreLayer("density.fc0", self.enc, h, self.enc_lane(bank), tuple(range(ping, ping + h)), none * h),
-            CoreLayer("density.fc1", h, 1 + g, ping, none + tuple(range(geo, geo + g)), (0,) + none * g),
-            CoreLayer("color.fc0", g + self.sh, h, geo, tuple(range(pong, pong + h)), none * h),
-            CoreLayer("color.fc1", h, h, pong, tuple(range(ping, ping + h)), none * h),
-            CoreLayer("color.fc2", h, self.colors, ping, none * self.colors, tuple(range(1, 1 + self.colors))),
+            CoreLayer(d0, self.enc, h, self.enc_lane(bank), tuple(range(ping, ping + h)), none * h),
+            CoreLayer(d1, h, GEO_FIRST + g, ping, none * GEO_FIRST + tuple(range(geo, geo + g)),
+                      (0,) + none * (GEO_FIRST - 1 + g)),
+            CoreLayer(c0, g + self.sh, h, geo, tuple(range(pong, pong + h)), none * h),
+            CoreLayer(c1, h, h, pong, tuple(range(ping, ping + h)), none * h),
+            CoreLayer(c2, h, self.colors, ping, none * self.colors, tuple(range(1, 1 + self.colors))),
         ]
 
 

@@ -276,6 +276,7 @@ async def replay_quantized_nerf(dut):
     """A real quantized NeRF's layers (hero.quant export) on the engine: every tile of the given
     samples, bit for bit against both the reference model and the NeRF's own integer path: the
     accumulators, and the per-channel requantized outputs against the next layer's inputs."""
+    from hero.nerf.dataflow import consumer
     from hero.quant.export import load_export
 
     h = await harness(dut)
@@ -283,9 +284,6 @@ async def replay_quantized_nerf(dut):
     model = load_export(p["export"])
     with np.load(p["trace"]) as z:
         trace = {k: z[k] for k in z.files}
-    # Which trace holds each layer's requantized outputs: (next layer's input, its first column).
-    consumer = {"density.fc0": ("in.density.fc1", 0), "density.fc1": ("in.color.fc0", -1),
-                "color.fc0": ("in.color.fc1", 0), "color.fc1": ("in.color.fc2", 0)}
     tiles = 0
     for layer in model.layers:
         x_all, acc_all = trace[f"in.{layer.name}"], trace[f"acc.{layer.name}"]
@@ -301,10 +299,10 @@ async def replay_quantized_nerf(dut):
                 acc = np.array([[int(r.acc[c]) for c in range(cols)] for r in rows])
                 np.testing.assert_array_equal(acc, acc_all[r0:r0 + h.rows, c0:c0 + cols],
                                               err_msg=f"{layer.name}: RTL differs from the NeRF's integer path")
-                if layer.name in consumer:
-                    name, shift = consumer[layer.name]
+                if consumer(layer.name) is not None:  # the next layer's input holds the requantized outputs
+                    name, shift = consumer(layer.name)
                     lo = max(c0, -shift)  # density.fc1's output 0 is not requantized
-                    want = trace[name][r0:r0 + h.rows, lo + shift:c0 + cols + shift]
+                    want = trace[f"in.{name}"][r0:r0 + h.rows, lo + shift:c0 + cols + shift]
                     q = np.array([[int(r.q[c - c0]) for c in range(lo, c0 + cols)] for r in rows])
                     np.testing.assert_array_equal(q, q_lanes(want, rq.relu),
                                                   err_msg=f"{layer.name}: RTL requantization differs")

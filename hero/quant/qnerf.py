@@ -24,12 +24,12 @@ from dataclasses import dataclass, replace
 import torch
 
 from hero import intarith as ia
+from hero.nerf.dataflow import GEO_FIRST, GEO_LAYER, HOST_LAYERS, SH_LAYER, run_field
 from hero.nerf.model import sh_encode, trunc_exp
 
 from .kmeans import assign, kmeans_1d
 from .policy import Policy
 
-OUTPUT_LAYERS = {"density.fc1", "color.fc2"}  # their accumulators leave the engine for the host
 #: the activation range (a Ranges.inputs key) that each layer's requantizer maps its output onto
 REQUANT_RANGES = {"density.fc0": "density.fc1", "density.fc1": "color.fc0.geo", "color.fc0": "color.fc1",
                   "color.fc1": "color.fc2"}
@@ -225,11 +225,11 @@ def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, q
         return max(float(torch.quantile(t, quantile)) if quantile < 1 else float(t.max()), 1e-6)
 
     e = model.grid(model.normalize(positions))
-    h0 = torch.relu(model.density.fc0(e))
-    h1 = model.density.fc1(h0)
     sh = sh_encode(directions)
-    c0 = torch.relu(model.color.fc0(torch.cat([h1[:, 1:], sh], -1)))
-    c1 = torch.relu(model.color.fc1(c0))
+    inputs, raw = run_field(e, sh, lambda n, x: model.unit(n)(x),
+                            lambda n, y: y if n == GEO_LAYER else torch.relu(y),
+                            lambda s: s, lambda g, s: torch.cat([g, s], -1))
+
     def pick(net: str, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
         if importance is None:
@@ -237,10 +237,9 @@ def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, q
         return torch.multinomial(importance[net].double(), n_samples, replacement=True, generator=g)
 
     sel = {"density": pick("density", 0), "color": pick("color", 1)}
-    inputs = {"density.fc0": e, "density.fc1": h0, "color.fc0": torch.cat([h1[:, 1:], sh], -1), "color.fc1": c0,
-              "color.fc2": c1}
-    return Ranges(r(e), {"density.fc1": r(h0), "color.fc0.geo": r(h1[:, 1:]), "color.fc0.sh": r(sh),
-                         "color.fc1": r(c0), "color.fc2": r(c1)},
+    return Ranges(r(e), {"density.fc1": r(inputs["density.fc1"]), "color.fc0.geo": r(raw[GEO_LAYER][:, GEO_FIRST:]),
+                         "color.fc0.sh": r(sh), "color.fc1": r(inputs["color.fc1"]),
+                         "color.fc2": r(inputs["color.fc2"])},
                   {k: v[sel[k.split(".")[0]]].float().clone() for k, v in inputs.items()})
 
 
@@ -394,7 +393,7 @@ class QuantizedNeRF:
         for idx, name in enumerate(names):
             lin = m.unit(name)
             bits = self.policy.weights[name]
-            if name == "color.fc0":
+            if name == SH_LAYER:
                 in_scale, (w_scale, w_int, w_offset) = self._color_input(layers[-1].out_scale)
                 in_fmt = ia.IntFormat(self._act(name), True)
                 self.sh_scale = float(in_scale[-1])
@@ -402,14 +401,14 @@ class QuantizedNeRF:
                 w_folded = lin.weight.detach().double().t() * in_scale[:, None]  # (K, C)
                 w_scale, w_int, w_offset = self._weight_int(name, w_folded, bits, in_scale)
             rq, out_scale, relu_after = None, w_scale, False
-            if name == "density.fc1":  # output 0 to the host; geometry features: signed, no activation
-                rq, out_scale = self._requant_to(w_scale[1:], "color.fc0", False, r["color.fc0.geo"])
-            elif name not in OUTPUT_LAYERS:
+            if name == GEO_LAYER:  # output 0 to the host; geometry features: signed, no activation
+                rq, out_scale = self._requant_to(w_scale[GEO_FIRST:], SH_LAYER, False, r["color.fc0.geo"])
+            elif name not in HOST_LAYERS:
                 nxt = names[idx + 1]
                 rq, out_scale = self._requant_to(w_scale, nxt, self.fuse_relu, r[nxt])
                 relu_after = not self.fuse_relu
             layers.append(QLayer(name, bits, in_fmt, in_scale, w_scale, w_int, rq, out_scale, relu_after, w_offset))
-            if rq is not None and name != "density.fc1":
+            if rq is not None and name != GEO_LAYER:
                 in_scale, in_fmt = out_scale, rq.out_format
         return layers
 
@@ -435,7 +434,7 @@ class QuantizedNeRF:
 
     def sh_int(self, sh: torch.Tensor) -> torch.Tensor:
         """The host's SH values (N, 16) as the colour net's integer inputs."""
-        fmt = next(x for x in self.layers if x.name == "color.fc0").in_fmt
+        fmt = next(x for x in self.layers if x.name == SH_LAYER).in_fmt
         return fmt.saturate(round_half_up(sh.double() / self.sh_scale).long())
 
     @torch.no_grad()
@@ -443,18 +442,12 @@ class QuantizedNeRF:
         """Every integer on the way: 'encoding' (HEU output), and per layer 'in.<name>' and 'acc.<name>'."""
         q = {layer.name: layer for layer in self.layers}
         t = {"encoding": self.encode_int(self.model.normalize(positions))}
-
-        def run(name: str, x: torch.Tensor) -> torch.Tensor:
-            t[f"in.{name}"] = x
-            t[f"acc.{name}"] = acc = ia.linear_layer(x, q[name].w_int, q[name].bits, None, q[name].in_fmt)
-            return acc
-
-        h = self._requant_int(q["density.fc0"], run("density.fc0", t["encoding"]))
-        acc1 = run("density.fc1", h)
-        geo = ia.requantize(acc1[:, 1:], q["density.fc1"].rq)
-        c = self._requant_int(q["color.fc0"], run("color.fc0", torch.cat([geo, self.sh_int(sh)], -1)))
-        c = self._requant_int(q["color.fc1"], run("color.fc1", c))
-        run("color.fc2", c)
+        inputs, raw = run_field(t["encoding"], sh,
+                                lambda n, x: ia.linear_layer(x, q[n].w_int, q[n].bits, None, q[n].in_fmt),
+                                lambda n, acc: self._requant_int(q[n], acc), self.sh_int,
+                                lambda g, s: torch.cat([g, s], -1))
+        t.update({f"in.{n}": x for n, x in inputs.items()})
+        t.update({f"acc.{n}": y for n, y in raw.items()})
         return t
 
     @torch.no_grad()
@@ -513,17 +506,12 @@ class QuantizedNeRF:
         emb = torch.cat(tables)
         e = encode_with(self.grid, m.normalize(positions), emb)
         e = ste(e, torch.clamp(round_half_up(e / self.enc_scale), -128, 127) * self.enc_scale)
-        h0 = self._fq_act(e @ self._fq_weight(q["density.fc0"], m.density.fc0), q["density.fc0"])
-        h1 = h0 @ self._fq_weight(q["density.fc1"], m.density.fc1)
-        sigma = trunc_exp(h1[:, 0])
-        geo = self._fq_act(h1[:, 1:], q["density.fc1"])
-        a = q["color.fc0"].in_fmt
-        sh = ste(sh, torch.clamp(round_half_up(sh / self.sh_scale), a.min, a.max) * self.sh_scale)
-        c = torch.cat([geo, sh], -1)
-        c = self._fq_act(c @ self._fq_weight(q["color.fc0"], m.color.fc0), q["color.fc0"])
-        c = self._fq_act(c @ self._fq_weight(q["color.fc1"], m.color.fc1), q["color.fc1"])
-        rgb = torch.sigmoid(c @ self._fq_weight(q["color.fc2"], m.color.fc2))
-        return sigma, rgb
+        a, step = q[SH_LAYER].in_fmt, self.sh_scale
+        _, raw = run_field(e, sh, lambda n, x: x @ self._fq_weight(q[n], m.unit(n)),
+                           lambda n, y: self._fq_act(y, q[n]),
+                           lambda s: ste(s, torch.clamp(round_half_up(s / step), a.min, a.max) * step),
+                           lambda g, s: torch.cat([g, s], -1))
+        return trunc_exp(raw["density.fc1"][:, 0]), torch.sigmoid(raw["color.fc2"])
 
     # -- size ------------------------------------------------------------------------------------------
 
