@@ -330,6 +330,7 @@ class Core(wiring.Component):
         fill_bank, enc_bank, run_bank = Signal(), Signal(), Signal()  # where samples, features, the engine go
         n_out = Signal(range(R + 1))  # results of the running batch sent
         core_error = Signal()  # the last record was refused, or the last batch dropped
+        idle = Signal(init=1)  # config.ready: nothing in the core in the previous cycle
 
         # ---- configuration port -------------------------------------------------------------------
         cfg = self.config.payload
@@ -535,9 +536,13 @@ class Core(wiring.Component):
         busy = Cat(*(n_in[b] != 0 for b in range(BANKS))).any()
         m.d.comb += [
             self.busy.eq(busy),
-            self.config.ready.eq(~busy & ~heu.busy & ~eng.busy),
+            self.config.ready.eq(idle),
             self.error.eq(heu.error | core_error),
         ]
+        # config.ready is a register: the busy flags of every stage are an OR spread over the chip,
+        # and the config port's write enables fan out to every memory. A sample taken now makes the
+        # core busy in the next cycle; the core becomes ready one cycle after it goes idle.
+        m.d.sync += idle.eq(~busy & ~heu.busy & ~eng.busy & ~take_sample)
         with m.If(self.clear):
             m.d.sync += [self.cycles.eq(0), self.stall_cycles.eq(0), self.samples.eq(0)]
         with m.Else():
