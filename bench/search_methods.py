@@ -51,7 +51,8 @@ def sweep_toml(a) -> str:
     lines += ["[search]", f"episodes = {a.episodes}", f"evaluations = {a.evaluations}",
               f"held_out_rays = {a.held_out_rays}", f"refine_passes = {a.refine_passes}",
               f"qat_steps = {a.qat_steps}", f"test_views = {a.test_views}", 'backend = "rtl_calibrated"',
-              f"levelled_warmup = {json.dumps(a.levelled_warmup)}", ""]
+              f"levelled_warmup = {json.dumps(a.levelled_warmup)}",
+              f"sensitivity_obs = {json.dumps(a.sensitivity_obs)}", ""]
     return "\n".join(lines)
 
 
@@ -107,6 +108,8 @@ def main(argv=None) -> int:
                     help="policy evaluations every method gets, refinement included")
     ap.add_argument("--levelled-warmup", action="store_true",
                     help="DDPG's warm-up episodes each around one random level, not HAQ's independent actions")
+    ap.add_argument("--sensitivity-obs", action="store_true",
+                    help="DDPG also observes each unit's sensitivity (hero.search.env.sensitivities)")
     ap.add_argument("--held-out-rays", type=cli.number(int, lo=64), default=16384)
     ap.add_argument("--refine-passes", type=cli.number(int, lo=0), default=10)
     ap.add_argument("--qat-steps", type=cli.number(int, lo=0), default=200)

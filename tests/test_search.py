@@ -15,7 +15,7 @@ from hero import checkpoint
 from hero.quant.calib import checkpoint_scenes
 from hero.quant.policy import Policy
 from hero.search.agent import DDPG, LEVELLED_WARMUP_SPREAD, DDPGConfig
-from hero.search.env import QuantEnv, action_to_bits, units_of
+from hero.search.env import QuantEnv, action_to_bits, sensitivities, units_of
 from hero.search.refine import refine
 from hero.search.run import STATE, scoring_setup, search
 from hero.search.score import Score, Scorer, cost_efficiency
@@ -41,6 +41,28 @@ def test_environment_steps_through_every_unit(tiny_ckpt):
     assert n == len(env.units) and set(env.bits) == {5}
     pol = env.policy()
     assert set(pol.tables.values()) == {5} and pol.activations["density.fc0"] == 8
+
+
+def test_sensitivity_feature_ranks_units_and_grows_at_fewer_bits(tiny_ckpt):
+    import torch
+
+    from hero.quant.qnerf import calibrate_ranges
+
+    model, _ = checkpoint.load(tiny_ckpt)
+    g = torch.Generator().manual_seed(0)
+    lo, hi = model.aabb
+    pos = lo + (hi - lo) * torch.rand(2048, 3, generator=g)
+    d = torch.nn.functional.normalize(torch.randn(2048, 3, generator=g), dim=-1)
+    samples = calibrate_ranges(model, pos, d, n_samples=1024).samples
+    s4, s2 = sensitivities(model, samples, 4), sensitivities(model, samples, 2)
+    plain = units_of(model, {}, {})
+    assert set(s4) == {(u.name, u.kind) for u in plain}
+    assert all(np.isfinite(v) and v > 0 for v in s4.values())
+    assert all(s2[k] > s4[k] for k in s4), "two bits must perturb every unit more than four"
+    env = QuantEnv(model, units_of(model, {}, {}, s4))
+    assert env.obs_dim == QuantEnv(model, plain).obs_dim + 1 and env.features[-1] == "sensitivity"
+    col = env._norm[:, -1]
+    assert col.min() == 0 and col.max() == 1  # normalized over the units, which differ
 
 
 def test_budget_lowers_bits_from_the_last_unit(tiny_ckpt):

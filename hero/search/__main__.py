@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--levelled-warmup", action="store_true",
                     help="DDPG's warm-up episodes each around one random level instead of HAQ's independent random "
                          "actions (docs/search.md)")
+    ap.add_argument("--sensitivity-obs", action="store_true",
+                    help="DDPG also observes each unit's sensitivity: its output perturbation at 4 bits on the "
+                         "calibration samples (docs/search.md)")
     ap.add_argument("--refine-passes", type=int, default=10,
                     help="most greedy one-bit passes over the agent's best policy; stops at a pass with no move "
                          "(0: off)")
@@ -98,7 +101,8 @@ def main(argv=None) -> int:
                          latency_weight=a.latency_weight, held_out=a.held_out_rays, qat_steps=a.qat_steps,
                          test_views=a.test_views, refine_passes=a.refine_passes,
                          progress=not a.no_progress, objective=a.objective, method=a.method,
-                         evaluations=a.evaluations, levelled_warmup=a.levelled_warmup)
+                         evaluations=a.evaluations, levelled_warmup=a.levelled_warmup,
+                         sensitivity_obs=a.sensitivity_obs)
     except KeyboardInterrupt as e:  # hero.interrupt.Interrupted: the finished episodes (or steps) are saved
         return cli.interrupted(e)
     except (DataError, HardwareError, PolicyError, CalibrationError, ValueError) as e:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from hero.quant.policy import FIRST_LAYER, Policy
 
@@ -35,7 +36,44 @@ def action_to_bits(a: float, b_min: int, b_max: int) -> int:
     return int(min(b_max, max(b_min, round((b_max - b_min + 1) * float(a) + b_min - 0.5))))
 
 
-def units_of(model, latency_share: dict[str, float], memory_share: dict[str, float]) -> list[Unit]:
+#: The bit width at which the sensitivity feature probes each unit.
+SENSITIVITY_BITS = 4
+
+
+def _quant_error(x: torch.Tensor, bits: int, peak: torch.Tensor) -> torch.Tensor:
+    """Symmetric round-to-nearest of x at `bits` with the scale that maps `peak` to the top code,
+    minus x."""
+    qmax = (1 << (bits - 1)) - 1
+    scale = torch.clamp(peak, min=1e-12) / qmax
+    return torch.clamp(torch.round(x / scale), -qmax, qmax) * scale - x
+
+
+@torch.no_grad()
+def sensitivities(model, samples: dict[str, torch.Tensor],
+                  bits: int = SENSITIVITY_BITS) -> dict[tuple[str, str], float]:
+    """Per unit (name, kind): the energy of the perturbation that quantizing it alone to `bits`
+    causes in its layer's output, over the energy of that output, on the calibration inputs
+    (`samples`: hero.quant.qnerf.Ranges.samples). A table perturbs density.fc0's output through its
+    level's encoding columns, at the scale of the level's table. No policy is evaluated."""
+    out = {}
+    f = model.grid.features
+    for name in (n for n, kind, _ in model.quant_units() if kind == "linear"):
+        x, w = samples[name].double(), model.unit(name).weight.detach().double().t()  # (N, K), (K, C)
+        energy = max(float((x @ w).pow(2).sum()), 1e-30)
+        out[(name, "weights")] = float((x @ _quant_error(w, bits, w.abs().amax(0))).pow(2).sum()) / energy
+        if name != FIRST_LAYER:  # its input is the HEU's s8 output, not a unit
+            out[(name, "activations")] = float((_quant_error(x, bits, x.abs().amax()) @ w).pow(2).sum()) / energy
+        else:
+            for lv in range(len(model.grid.params)):
+                cols = slice(lv * f, (lv + 1) * f)
+                de = _quant_error(x[:, cols], bits, model.grid.table(lv).detach().double().abs().amax())
+                out[(f"grid.level{lv:02d}", "table")] = float((de @ w[cols]).pow(2).sum()) / energy
+    return out
+
+
+def units_of(model, latency_share: dict[str, float], memory_share: dict[str, float],
+             sensitivity: dict[tuple[str, str], float] | None = None) -> list[Unit]:
+    """The search's units with their raw features; `sensitivity` (from `sensitivities`) adds one."""
     out = []
     for name, kind, info in model.quant_units():
         if kind == "hash_level":
@@ -52,6 +90,9 @@ def units_of(model, latency_share: dict[str, float], memory_share: dict[str, flo
             out.append(Unit(name, "weights", idx, feats))
             if name != FIRST_LAYER:
                 out.append(Unit(name, "activations", idx, {**feats, "size": info["in_features"], "params": 0}))
+    if sensitivity is not None:
+        out = [Unit(u.name, u.kind, u.index, {**u.features, "sensitivity": sensitivity[(u.name, u.kind)]})
+               for u in out]
     return out
 
 
@@ -62,12 +103,20 @@ class QuantEnv:
 
     def __init__(self, model, units: list[Unit], b_min: int = 2, b_max: int = 8):
         self.model, self.units, self.b_min, self.b_max = model, units, b_min, b_max
-        raw = np.array([[math.log1p(u.features[f]) if f not in ("latency", "memory") else u.features[f]
-                         for f in self.FEATURES] for u in units], dtype=np.float64)
+        self.features = self.FEATURES + (("sensitivity",) if all("sensitivity" in u.features for u in units) else ())
+        raw = np.array([[self._scaled(f, u.features[f]) for f in self.features] for u in units], dtype=np.float64)
         lo, hi = raw.min(0), raw.max(0)
         self._norm = (raw - lo) / np.where(hi > lo, hi - lo, 1.0)
-        self.obs_dim = len(KINDS) + 1 + len(self.FEATURES) + 1
+        self.obs_dim = len(KINDS) + 1 + len(self.features) + 1
         self.reset()
+
+    @staticmethod
+    def _scaled(feature: str, v: float) -> float:
+        if feature in ("latency", "memory"):
+            return v
+        if feature == "sensitivity":  # relative energies over many decades
+            return math.log10(v + 1e-12)
+        return math.log1p(v)
 
     def reset(self) -> np.ndarray:
         self.t, self.prev, self.bits = 0, 1.0, []

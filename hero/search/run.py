@@ -26,7 +26,7 @@ from sim_py.report import breakdown_dict, plot
 from sim_py.workload import workload_from_frame
 
 from .agent import DDPG, LEVELLED_WARMUP_SPREAD, DDPGConfig
-from .env import QuantEnv, units_of
+from .env import QuantEnv, sensitivities, units_of
 from .front import HV_REF_LATENCY, HV_REF_PSNR_DB, pareto_indices, relative_hypervolume
 from .methods import METHODS, evaluate_bits, record, run_method
 from .refine import REFINE_METHOD, refine
@@ -101,7 +101,7 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
            latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
            warmup: int | None = None, refine_passes: int = 10, progress: bool = True,
            objective: str = "latency", agent_seed: int | None = None, method: str = "ddpg",
-           evaluations: int | None = None, levelled_warmup: bool = False) -> dict:
+           evaluations: int | None = None, levelled_warmup: bool = False, sensitivity_obs: bool = False) -> dict:
     """One search (docs/search.md). `seed` fixes the calibration, the held-out rays and, unless
     `agent_seed` is given, the agent's exploration (or the method's own randomness); searches that differ
     only in `agent_seed` score policies on the same rays (and share their PSNR memo).
@@ -111,7 +111,8 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     (ddpg: its refinement stops at evaluations - episodes; None: to convergence, as before); None gives
     the other methods DEFAULT_EVALUATIONS_PER_EPISODE x `episodes`. `levelled_warmup`: DDPG's warm-up
     episodes each around one random level (LEVELLED_WARMUP_SPREAD) instead of HAQ's independent
-    random actions."""
+    random actions. `sensitivity_obs`: the agent also observes each unit's sensitivity
+    (hero.search.env.sensitivities: its output perturbation at 4 bits, no evaluation spent)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "ddpg" and evaluations is not None and evaluations < episodes:
@@ -121,7 +122,8 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     model, meta, test_scene, hwcfg, frame, scorer = scoring_setup(ckpt, hw, hw_preset, seed, latency_weight,
                                                                   held_out, objective, progress)
     lat_share, mem_share = unit_shares(frame, model)
-    env = QuantEnv(model, units_of(model, lat_share, mem_share))
+    sens = sensitivities(model, scorer.ranges.samples) if sensitivity_obs else None
+    env = QuantEnv(model, units_of(model, lat_share, mem_share, sens))
 
     def fits(policy: Policy) -> bool:
         if latency_budget is not None and scorer.latency_ms(policy) > latency_budget:
@@ -136,6 +138,8 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
     if agent_seed is not None:
         settings["agent_seed"] = agent_seed
     settings["method"] = method
+    if sensitivity_obs:
+        settings["sensitivity_obs"] = True  # absent: the observation without it, as before the option
     if method != "ddpg":
         limit = DEFAULT_EVALUATIONS_PER_EPISODE * episodes if evaluations is None else evaluations
         trace = run_method(method, env, scorer, fits, limit, seed if agent_seed is None else agent_seed,

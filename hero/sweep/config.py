@@ -18,6 +18,7 @@
     episodes = 60
     evaluations = 180
     # levelled_warmup = true                # DDPG's warm-up episodes each around one random level
+    # sensitivity_obs = true                # DDPG also observes each unit's sensitivity
 
 Relative paths are relative to the sweep file's folder. Every error is one `SweepError` naming the
 file and the key.
@@ -54,6 +55,7 @@ SEARCH_KEYS = {
     "refine_passes": (int, lambda v: v >= 0, 10, "refine_passes"),
     "warmup": (int, lambda v: v >= 0, None, "warmup"),
     "levelled_warmup": (bool, lambda v: True, False, "levelled_warmup"),
+    "sensitivity_obs": (bool, lambda v: True, False, "sensitivity_obs"),
     "qat_steps": (int, lambda v: v >= 0, 200, "qat_steps"),
     "test_views": (int, lambda v: v >= 1, 5, "test_views"),
 }
