@@ -260,6 +260,16 @@ def requantize(acc, rq: Requant):
     return rq.out_format.saturate((acc * mult + half) >> shift)
 
 
+def round_half_up(x):
+    """floor(x + 0.5), as float: the host's rounding of real values to an input format's integers
+    (half up, as the requantizer rounds)."""
+    if _is_torch(x):
+        import torch
+
+        return torch.floor(x + 0.5)
+    return np.floor(np.asarray(x, dtype=np.float64) + 0.5)
+
+
 def linear_layer(x, w, wbits: int, rq: Requant | None, act: IntFormat, acc_bits: int = ACC_BITS):
     """One MLP-engine layer: bit-serial MAC, overflow check, then requantization when given."""
     acc = bitserial_matmul(x, w, wbits, act)
@@ -326,6 +336,7 @@ HASH_MIN_BITS = MIN_WBITS  # narrowest table entry
 HASH_MAX_BITS = MAX_WBITS  # widest table entry
 HASH_ACC_BITS = 3 * HASH_WEIGHT_FRAC_BITS + HASH_MAX_BITS + 2  # interpolation accumulator: s40
 HASH_PRIMES = (1, 2654435761, 805459861)  # tiny-cuda-nn's coherent prime hash
+HASH_CORNERS = 8  # corners of a grid cell: one table lookup each per level
 HASH_OUT_FORMAT = IntFormat(ACT_BITS, signed=True)  # the HEU's output features: s8
 _POS_SHIFT = HASH_POS_BITS + HASH_SCALE_FRAC_BITS  # fraction bits of the scaled position
 
@@ -378,6 +389,13 @@ def hash_scale_register(scale: float) -> int:
     return reg
 
 
+def hash_grid_scales(levels: int, n_min: float, n_max: float) -> list[float]:
+    """tiny-cuda-nn's real level scales N_min * b**l - 1, b = exp(ln(N_max / N_min) / (L - 1)),
+    each rounded to float32 as tiny-cuda-nn computes it."""
+    b = math.exp(math.log(n_max / n_min) / (levels - 1)) if levels > 1 else 1.0
+    return [float(np.float32(n_min * b**lv - 1.0)) for lv in range(levels)]
+
+
 def hash_level_geometry(scale: float, log2t: int) -> tuple[int, bool, int]:
     """tiny-cuda-nn's (resolution, dense, entries) for a real level scale and T = 2**log2t."""
     t = 1 << log2t
@@ -409,6 +427,11 @@ def hash_levels(log2t: int, scales, bits, table_scales, out_scale: float, featur
         levels.append(lv)
         base += hash_words_per_level(entries, features, int(b), word_bits)
     return levels
+
+
+def hash_table_words(levels, features: int, word_bits: int) -> int:
+    """Memory words that the levels' tables take, each level from its base."""
+    return max(lv.base + hash_words_per_level(lv.entries, features, lv.bits, word_bits) for lv in levels)
 
 
 def hash_position(x):

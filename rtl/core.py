@@ -217,7 +217,7 @@ class CoreParams:
         """Every record that loads `model` (a hero.quant.export.QuantizedExport), as raw payloads:
         level registers, tables, weights, layer registers, requantization. Raises ValueError when
         the model does not fit this core."""
-        g = model.meta["grid"]
+        g = model.grid
         for key in ("levels", "features", "log2t", "word_bits"):
             if g[key] != getattr(self, key):
                 raise ValueError(f"model {key}={g[key]}, the core's is {getattr(self, key)}")
@@ -229,14 +229,14 @@ class CoreParams:
         out += [rec(Target.HEU_TABLE, a, w) for a, w in enumerate(model.table_memory.tolist())]
         wbase = 0
         for idx, (shape, layer) in enumerate(zip(self.layers, model.layers, strict=True)):
-            if (layer.name, *layer.weights.shape) != (shape.name, shape.k, shape.c_out):
-                raise ValueError(f"model layer {layer.name} {layer.weights.shape} is not the core's "
+            if (layer.name, *layer.w_int.shape) != (shape.name, shape.k, shape.c_out):
+                raise ValueError(f"model layer {layer.name} {tuple(layer.w_int.shape)} is not the core's "
                                  f"{shape.name} ({shape.k}, {shape.c_out})")
             if layer.relu_after:
                 raise ValueError(f"{layer.name}: an unfused ReLU after the requantizer is not in the core")
             nf = folds(shape, cols)
             w = np.zeros((shape.k, nf * cols), dtype=np.int64)
-            w[:, :shape.c_out] = layer.weights
+            w[:, :shape.c_out] = layer.w_int.numpy()
             words = [word for f in range(nf)
                      for word in weight_plane_words(w[:, f * cols:(f + 1) * cols], layer.bits).ravel()]
             if wbase + len(words) > self.weight_depth:
@@ -244,7 +244,7 @@ class CoreParams:
             out += [rec(Target.WEIGHT, wbase + i, word) for i, word in enumerate(words)]
             rq = layer.rq
             out.append(rec(Target.LAYER, idx, self.layer_layout.const({
-                "wbits": layer.bits, "act_signed": int(layer.in_format.signed), "relu": int(rq is not None and rq.relu),
+                "wbits": layer.bits, "act_signed": int(layer.in_fmt.signed), "relu": int(rq is not None and rq.relu),
                 "out_bits": ia.ACT_BITS if rq is None else rq.out_bits, "wbase": wbase}).as_bits()))
             for f in range(nf):
                 t = tile_requant(rq, shape.c_out, f * cols, cols)

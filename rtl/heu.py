@@ -69,7 +69,7 @@ def config_layout(levels: int, log2t: int, depth: int) -> data.StructLayout:
         "resolution": dense_res_bits(log2t),
         "dense": 1,
         "entries": log2t + 1,
-        "bits": 4,
+        "bits": HASH_MAX_BITS.bit_length(),
         "base": max(1, (depth - 1).bit_length()),
         "rq_mult": REQ_MULT_BITS,
         "rq_shift": REQ_SHIFT_BITS,

@@ -73,10 +73,10 @@ class Calibrated:
         return self.k_bits * k * wbits + self.k_rows * rows + self.k_cols * cols + self.k_tile
 
     def heu_batch_cycles(self, n_points: int, levels: int) -> float:
-        return n_points * self.k_lookup * 8 * levels + self.k_batch
+        return n_points * self.k_lookup * heu.CORNERS * levels + self.k_batch
 
     def heu_point_cycles(self, levels: int) -> float:
-        return self.k_lookup * 8 * levels
+        return self.k_lookup * heu.CORNERS * levels
 
     def heu_latency(self, levels: int) -> float:
         """From a point's handshake to its output: a batch is (n - 1) points, this, and its handshake."""

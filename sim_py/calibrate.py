@@ -32,6 +32,7 @@ from verif.core_host import sweep_core_params
 
 from .backends import CALIBRATION_FILE, Calibrated
 from .core import config_records, tile_cycles, timed_schedule
+from .heu import CORNERS
 
 #: (rows, cols, max_wbits) swept for the fit; bench.cycle_model holds other shapes out.
 MLP_FIT_SHAPES = ((8, 8, 8), (4, 4, 8), (2, 6, 4), (6, 3, 6))
@@ -168,8 +169,8 @@ def fit_core(points: list[dict], blocks: dict) -> tuple[dict, float]:
 
 
 def fit_heu(points: list[dict]) -> tuple[dict, float]:
-    """Least-squares constants of cycles = n * k_lookup * 8L + k_batch."""
-    a = np.array([[p["n"] * 8 * p["levels"], 1.0] for p in points])
+    """Least-squares constants of cycles = n * k_lookup * 8L + k_batch (8 corners a level)."""
+    a = np.array([[p["n"] * CORNERS * p["levels"], 1.0] for p in points])
     y = np.array([p["cycles"] for p in points], dtype=float)
     coef = np.round(np.linalg.lstsq(a, y, rcond=None)[0], 9)
     err = np.abs(a @ coef - y) / y * 100

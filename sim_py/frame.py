@@ -33,6 +33,7 @@ from hero.intarith import (
 )
 
 from .core import WEIGHT_TARGETS, column_folds, config_records, frame_cycles
+from .heu import CORNERS
 from .hw import HardwareConfig
 from .memory import dram_cycles, entry_line, lru_misses, place_levels
 from .workload import Workload
@@ -75,7 +76,7 @@ class FrameModel:
             if (lv.entries, lv.dense) != (r.entries, r.dense):
                 raise ValueError(f"{lv.name}: the model's table ({lv.entries} entries, dense={lv.dense}) is not "
                                  f"the HEU's ({r.entries}, dense={r.dense})")
-        self.counted = np.repeat(workload.trace_counted, 8)
+        self.counted = np.repeat(workload.trace_counted, CORNERS)
         self.weight = workload.trace_weight
 
     def check_policy(self, table_bits, weight_bits) -> tuple[list[int], list[int]]:
@@ -135,7 +136,7 @@ class FrameModel:
         other = max(0.0, core - max(heu_total, mlp)) + weight_load  # fill, drain, weight load
         total = core + weight_load
         details = {
-            "samples": n, "rays": w.n_rays, "lookups": n * 8 * L, "on_chip": list(place.on_chip),
+            "samples": n, "rays": w.n_rays, "lookups": n * CORNERS * L, "on_chip": list(place.on_chip),
             "table_words": list(place.words), "misses_per_level": misses.tolist(), "dram_cycles": dram,
             "bank_conflict_cycles": conflicts, "mlp_cycles_per_batch": per_batch, "core_cycles": core,
             "bound": "mlp" if mlp >= heu_total else ("memory" if stall > 0 else "encoding"),
@@ -156,7 +157,7 @@ class FrameModel:
         groups = self.idx.shape[1] // lanes
         s = groups * lanes
         if not hasattr(self, "_step"):
-            self._step = ((np.arange(s) // lanes)[:, None] * 8 + np.arange(8)[None, :]) * banks  # (S, 8)
+            self._step = ((np.arange(s) // lanes)[:, None] * CORNERS + np.arange(CORNERS)[None, :]) * banks
             self._group_counted = self.w.trace_counted[:s].reshape(groups, lanes).all(axis=1)
         extra = 0
         for lvl in on:

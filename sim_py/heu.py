@@ -6,7 +6,7 @@ counters by tests/test_heu_rtl.py.
 
 from __future__ import annotations
 
-from hero.intarith import hash_words_per_level
+from hero.intarith import HASH_CORNERS, hash_words_per_level
 
 from .mlp_engine import REQUANT_STAGES
 
@@ -15,7 +15,7 @@ from .mlp_engine import REQUANT_STAGES
 #: accumulated sum, then the requantizer's REQUANT_STAGES (3). A point's output is valid this many
 #: cycles after its last lookup was issued.
 PIPELINE_STAGES = 15 + REQUANT_STAGES
-CORNERS = 8
+CORNERS = HASH_CORNERS
 
 
 def cycles_per_point(levels: int) -> int:

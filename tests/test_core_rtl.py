@@ -12,7 +12,7 @@ from hero.data.scene import load_scene
 from hero.nerf.model import sh_encode
 from hero.nerf.render import camera_meta, frame_samples, pixels, select_rays
 from hero.quant.calib import training_samples
-from hero.quant.export import export, load_export
+from hero.quant.export import load_export, save
 from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges
 from rtl.core import Core, CoreParams
 from rtl.gen import main as gen_main
@@ -50,8 +50,9 @@ def quantized(setup, tmp_path_factory):
             policy = mixed_policy(model) if key == "mixed" else random_policy(model, key, max_wbits)
             qn = QuantizedNeRF(model, policy, ranges)
             pick = torch.randperm(len(pos), generator=torch.Generator().manual_seed(0))[:N_SAMPLES]
-            save_trace(qn, pos[pick], sh_encode(dirs[pick]), out / "trace.npz")
-            done[key] = export(qn, out / "model.npz"), out / "trace.npz", qn
+            art = qn.frozen()
+            save_trace(art, pos[pick], sh_encode(dirs[pick]), out / "trace.npz")
+            done[key] = save(art, out / "model.npz"), out / "trace.npz", qn
         return done[key]
 
     return get
@@ -99,7 +100,7 @@ def test_core_renders_a_tile_of_a_test_view_exactly(setup, quantized, tmp_path):
     rays = torch.tensor([(r0 + i) * cam["width"] + c0 + j for i in range(TILE) for j in range(TILE)])
     tile = select_rays(s, rays)
     sh = sh_encode(tile.directions)
-    save_trace(qn, tile.positions, sh, tmp_path / "tile.npz")
+    save_trace(qn.frozen(), tile.positions, sh, tmp_path / "tile.npz")
     rows, cols, max_wbits, _ = CONFIGS["8x8w8"]
     params = core_params(qn, rows, cols, max_wbits)
     out = tmp_path / "core_out.npz"

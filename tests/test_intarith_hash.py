@@ -9,7 +9,7 @@ import torch
 from hero import intarith as ia
 from hero.nerf.hashgrid import encode_reference, grid_index, level_params
 from sim_py.heu import cycles_per_batch, cycles_per_point, latency, memory_words
-from verif.heu_ref import HeuSetup, grid_line_positions, grid_scales, random_points, random_setup
+from verif.heu_ref import HeuSetup, grid_line_positions, random_points, random_setup
 
 
 def test_hash_known_values():
@@ -127,7 +127,7 @@ def test_model_matches_float_instant_ngp_encoding_within_bound(levels, features,
     bits = [ia.HASH_MIN_BITS + i % 7 for i in range(levels)]
     setup = random_setup(rng, levels, features, log2t, 32, n_min, n_max, bits)
     assert any(lv.dense for lv in setup.levels) and not all(lv.dense for lv in setup.levels)
-    scales = grid_scales(levels, n_min, n_max)
+    scales = ia.hash_grid_scales(levels, n_min, n_max)
     pos = np.concatenate([random_points(rng, 3000), [[0, 0, 0], [65535] * 3, [32768] * 3]])
     for lv in setup.levels:
         lines = grid_line_positions(lv.scale)

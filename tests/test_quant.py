@@ -14,6 +14,7 @@ from hero.nerf.model import sh_encode
 from hero.quant.calib import checkpoint_scene, rendering_importance, training_march, training_samples
 from hero.quant.export import export as export_model
 from hero.quant.export import frozen, load_export
+from hero.quant.export import meta as export_meta
 from hero.quant.policy import Policy, PolicyError, load_policy, policy_from_dict
 from hero.quant.qnerf import (
     SH_STEPS,
@@ -26,6 +27,7 @@ from hero.quant.qnerf import (
     quantize_symmetric,
     symmetric_scale,
 )
+from rtl.heu import level_record
 
 MIXED = {"tables": [8, 5, 3, 2], "weights": [8, 4, 6, 3, 5], "activations": [8, 6, 5, 4, 7]}
 
@@ -147,26 +149,35 @@ def test_export_roundtrip(setup, tmp_path):
     for t_ex, t in zip(ex.tables, qn.tables_int(), strict=True):
         np.testing.assert_array_equal(t_ex, t.numpy())
     for lx, q in zip(ex.layers, qn.layers, strict=True):
-        np.testing.assert_array_equal(lx.weights, q.w_int.numpy())
-        assert (lx.rq, lx.in_format, lx.bits) == (q.rq, q.in_fmt, q.bits)
+        torch.testing.assert_close(lx.w_int, q.w_int, rtol=0, atol=0)
+        assert (lx.rq, lx.in_fmt, lx.bits) == (q.rq, q.in_fmt, q.bits)
     # The packed memory image unpacks to the tables, at every level's base and width.
     for lv, t in zip(ex.levels, ex.tables, strict=True):
         idx = np.arange(len(t))
         got = ia.hash_unpack_entries(ex.table_memory.tolist(), idx, ex.features, lv.bits, ex.word_bits, lv.base)
         np.testing.assert_array_equal(got, t)
-    meta = json.loads(json.dumps(ex.meta))
-    assert meta["format"] == "hero-qmodel/2" and meta["policy"]["tables"]["grid.level03"] == 2
+    meta = json.loads(json.dumps(export_meta(ex)))
+    assert meta["format"] == "hero-qmodel/3" and meta["policy"]["tables"]["grid.level03"] == 2
+    # The HEU's registers in the file are the unit's own encoder's (a hashed level's resolution 0).
+    assert meta["heu_config"] == [level_record(i, lv) for i, lv in enumerate(qn.levels)]
     # The file form reads back as the artifact itself (hero.quant.export.frozen), field for field.
     art = frozen(qn)
-    assert (art.meta, art.levels) == (ex.meta, ex.levels)
+    assert (export_meta(art), art.levels, art.grid, art.table_scales) == (export_meta(ex), ex.levels, ex.grid,
+                                                                          ex.table_scales)
+    assert (art.enc_scale, art.sh_scale, art.policy) == (ex.enc_scale, ex.sh_scale, ex.policy)
     np.testing.assert_array_equal(art.table_memory, ex.table_memory)
     for a, b in zip(art.tables, ex.tables, strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(art.layers, ex.layers, strict=True):
-        np.testing.assert_array_equal(a.weights, b.weights)
-        np.testing.assert_array_equal(a.w_scale, b.w_scale)
-        np.testing.assert_array_equal(a.out_scale, b.out_scale)
-        assert (a.name, a.bits, a.in_format, a.rq, a.relu_after) == (b.name, b.bits, b.in_format, b.rq, b.relu_after)
+        for f in ("w_int", "w_scale", "out_scale", "in_scale", "w_offset"):
+            torch.testing.assert_close(getattr(a, f), getattr(b, f), rtol=0, atol=0, msg=f"{a.name}.{f}")
+        assert (a.name, a.bits, a.in_fmt, a.rq, a.relu_after) == (b.name, b.bits, b.in_fmt, b.rq, b.relu_after)
+    # The integer path computes on the artifact: the file's, read back, gives every integer again.
+    sh = sh_encode(dirs[:300])
+    want, got = qn.trace_int(pos[:300], sh), ex.trace_int(pos[:300], sh)
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
     with pytest.raises(ValueError, match="no such file"):
         load_export(tmp_path / "none.npz")
 

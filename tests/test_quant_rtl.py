@@ -1,17 +1,17 @@
 """A real quantized NeRF through the RTL: its exported integers on the MLP engine and the HEU under
 Verilator equal the integer inference path bit for bit (the contract of docs/arithmetic.md)."""
 
-import numpy as np
 import pytest
 
 from hero import checkpoint
 from hero.nerf.model import sh_encode
 from hero.quant.calib import checkpoint_scene, training_samples
-from hero.quant.export import export
+from hero.quant.export import save
 from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges
 from rtl.gen import heu, mlp_engine
 from tests.test_quant import mixed_policy
 from verif import sim
+from verif.core_host import save_trace
 
 pytestmark = pytest.mark.verilator
 
@@ -24,13 +24,9 @@ def exported(tiny_ckpt, tmp_path_factory):
     pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=128)
     qn = QuantizedNeRF(model, mixed_policy(model), calibrate_ranges(model, pos, dirs))
     n = 16
-    trace = qn.trace_int(pos[:n], sh_encode(dirs[:n]))
-    arrays = {k: v.numpy() for k, v in trace.items()}
-    from hero.intarith import hash_position
-
-    arrays["positions"] = hash_position(model.normalize(pos[:n]).double().numpy())
-    np.savez(out / "trace.npz", **arrays)
-    return export(qn, out / "model.npz"), out / "trace.npz", qn
+    art = qn.frozen()
+    save_trace(art, pos[:n], sh_encode(dirs[:n]), out / "trace.npz")
+    return save(art, out / "model.npz"), out / "trace.npz", qn
 
 
 def test_mlp_engine_runs_the_quantized_nerf_bit_exactly(exported):

@@ -17,7 +17,7 @@ import torch
 from hero.intarith import ACT_BITS, MIN_WBITS, WORD_BITS, hash_position
 from hero.nerf.model import NGPField, sh_encode
 from hero.nerf.presets import preset
-from hero.quant.export import export
+from hero.quant.export import QuantizedExport, save
 from hero.quant.policy import FIRST_LAYER, Policy
 from hero.quant.qnerf import QuantizedNeRF, calibrate_ranges
 from rtl.core import CoreParams
@@ -38,11 +38,12 @@ def random_policy(model, seed: int, max_wbits: int) -> Policy:
     return Policy(tables, weights, acts)
 
 
-def save_trace(qn: QuantizedNeRF, pos: torch.Tensor, sh: torch.Tensor, path) -> None:
-    """What the testbench sends (u16 positions, SH integers) and what it expects (the integer path)."""
-    trace = {k: v.numpy() for k, v in qn.trace_int(pos, sh).items()}
-    trace["positions"] = hash_position(qn.model.normalize(pos).double().numpy())
-    trace["sh"] = qn.sh_int(sh).numpy()
+def save_trace(model: QuantizedExport, pos: torch.Tensor, sh: torch.Tensor, path) -> None:
+    """What the testbench sends (u16 positions, SH integers) and what it expects (the artifact's
+    integer path)."""
+    trace = {k: v.numpy() for k, v in model.trace_int(pos, sh).items()}
+    trace["positions"] = hash_position(model.box_coordinates(pos).double().numpy())
+    trace["sh"] = model.sh_int(sh).numpy()
     np.savez(path, **trace)
 
 
@@ -76,8 +77,9 @@ def sweep_case(levels: int, rows: int, cols: int, max_wbits: int, policy_seed: i
     model, pos, dirs = untrained_nerf(levels)
     qn = QuantizedNeRF(model, random_policy(model, policy_seed, max_wbits), calibrate_ranges(model, pos, dirs))
     out.mkdir(parents=True, exist_ok=True)
-    save_trace(qn, pos[:n_trace], sh_encode(dirs[:n_trace]), out / "trace.npz")
+    art = qn.frozen()
+    save_trace(art, pos[:n_trace], sh_encode(dirs[:n_trace]), out / "trace.npz")
     params = core_params(qn, rows, cols, max_wbits)
     assert params == sweep_core_params(levels, rows, cols, max_wbits)
-    return params, {"core": asdict(params), "export": str(export(qn, out / "model.npz")),
+    return params, {"core": asdict(params), "export": str(save(art, out / "model.npz")),
                     "trace": str(out / "trace.npz")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,12 @@ class HeuSetup:
     word_bits: int
     ratios: list[float]  # per level, the real table-LSB-to-output-LSB factor its requant approximates
 
+    @classmethod
+    def of_export(cls, model) -> HeuSetup:
+        """What a quantized model's artifact (hero.quant.export.QuantizedExport) loads into the HEU."""
+        return cls(model.levels, model.tables, model.log2t, model.features, model.word_bits,
+                   [s / model.enc_scale for s in model.table_scales])
+
     def config_records(self) -> list[dict]:
         """One `config` record per level, as the HEU's config_layout fields."""
         return [level_record(i, lv) for i, lv in enumerate(self.levels)]
@@ -30,18 +35,11 @@ class HeuSetup:
         return ia.hash_memory_image(self.levels, self.tables, self.word_bits)
 
     def words_used(self) -> int:
-        return max(lv.base + ia.hash_words_per_level(lv.entries, self.features, lv.bits, self.word_bits)
-                   for lv in self.levels)
+        return ia.hash_table_words(self.levels, self.features, self.word_bits)
 
     def expected(self, pos: np.ndarray) -> np.ndarray:
         """(N, L*F) raw s8 patterns of the HEU's result lanes."""
         return ia.HASH_OUT_FORMAT.encode(ia.hash_encode(pos, self.levels, self.tables, self.log2t))
-
-
-def grid_scales(levels: int, n_min: float, n_max: float) -> list[float]:
-    """tiny-cuda-nn's per-level scales N_min * b**l - 1, b = exp(ln(N_max / N_min) / (L - 1))."""
-    b = math.exp(math.log(n_max / n_min) / (levels - 1)) if levels > 1 else 1.0
-    return [n_min * b**lv - 1.0 for lv in range(levels)]
 
 
 def random_setup(rng: np.random.Generator, levels: int, features: int, log2t: int, word_bits: int,
@@ -55,7 +53,7 @@ def random_setup(rng: np.random.Generator, levels: int, features: int, log2t: in
         bits = [bits] * levels
     out_scale = 1.0
     table_scales = [float(rng.uniform(0.4, 2.0)) * 128 / (1 << (b - 1)) for b in bits]
-    lvls = ia.hash_levels(log2t, grid_scales(levels, n_min, n_max), bits, table_scales, out_scale,
+    lvls = ia.hash_levels(log2t, ia.hash_grid_scales(levels, n_min, n_max), bits, table_scales, out_scale,
                           features, word_bits)
     tables = []
     for lv in lvls:

@@ -252,8 +252,7 @@ async def replay_quantized_nerf(dut):
 
     h = await harness(dut)
     model = load_export(h.p["export"])
-    setup = HeuSetup(model.levels, model.tables, model.log2t, model.features, model.word_bits,
-                     [1.0] * len(model.levels))
+    setup = HeuSetup.of_export(model)
     assert len(model.table_memory) <= h.depth, "the exported tables do not fit the memory"
     for rec in setup.config_records():
         assert await h.write_config(rec) == 0, f"config record refused: {rec}"

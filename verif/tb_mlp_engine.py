@@ -287,14 +287,15 @@ async def replay_quantized_nerf(dut):
     tiles = 0
     for layer in model.layers:
         x_all, acc_all = trace[f"in.{layer.name}"], trace[f"acc.{layer.name}"]
-        k, c_out = layer.weights.shape
+        weights = layer.w_int.numpy()
+        k, c_out = weights.shape
         for r0 in range(0, x_all.shape[0] - h.rows + 1, h.rows):
             for c0 in range(0, c_out, h.cols):
                 w = np.zeros((k, h.cols), dtype=np.int64)
                 cols = min(h.cols, c_out - c0)
-                w[:, :cols] = layer.weights[:, c0:c0 + cols]
+                w[:, :cols] = weights[:, c0:c0 + cols]
                 rq = tile_requant(layer.rq, c_out, c0, h.cols)
-                tile = Tile(x_all[r0:r0 + h.rows], w, layer.bits, layer.in_format.signed, rq)
+                tile = Tile(x_all[r0:r0 + h.rows], w, layer.bits, layer.in_fmt.signed, rq)
                 rows = await h.run_tile(tile)
                 acc = np.array([[int(r.acc[c]) for c in range(cols)] for r in rows])
                 np.testing.assert_array_equal(acc, acc_all[r0:r0 + h.rows, c0:c0 + cols],

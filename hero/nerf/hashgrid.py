@@ -10,7 +10,6 @@ min(resolution**3 rounded up to 8, T). The hardware hash unit mirrors these func
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -20,23 +19,14 @@ from torch import nn
 from hero import intarith
 
 
-def level_scale(level: int, levels: int, n_min: float, n_max: float) -> float:
-    """scale_l = N_min * b**l - 1 (as float32, as tiny-cuda-nn computes it)."""
-    b = math.exp(math.log(n_max / n_min) / (levels - 1)) if levels > 1 else 1.0
-    return float(torch.tensor(n_min * b**level - 1.0, dtype=torch.float32))
-
-
 def level_params(levels: int, features: int, log2T: int, n_min: float, n_max: float) -> list[dict]:
-    """Per-level scale, resolution, entries, dense-or-hash decision and offset (in entries)."""
-    T = 2**log2T
+    """Per-level scale, resolution, entries, dense-or-hash decision and offset (in entries), from
+    hero.intarith.hash_grid_scales and hash_level_geometry (the HEU's own)."""
     out, offset = [], 0
-    for lv in range(levels):
-        scale = level_scale(lv, levels, n_min, n_max)
-        res = math.ceil(scale) + 1
-        dense_size = res**3
-        entries = min(-(-dense_size // 8) * 8, T)
+    for lv, scale in enumerate(intarith.hash_grid_scales(levels, n_min, n_max)):
+        res, dense, entries = intarith.hash_level_geometry(scale, log2T)
         out.append({"level": lv, "scale": scale, "resolution": res, "entries": entries,
-                    "dense": dense_size <= T, "offset": offset, "features": features})
+                    "dense": dense, "offset": offset, "features": features})
         offset += entries
     return out
 
@@ -57,7 +47,7 @@ def encode_reference(x: torch.Tensor, embeddings: torch.Tensor, params: list[dic
         base = fl.long()
         table = embeddings[p["offset"]: p["offset"] + p["entries"]]
         acc = None
-        for c in range(8):
+        for c in range(intarith.HASH_CORNERS):
             bits = torch.tensor([c & 1, (c >> 1) & 1, (c >> 2) & 1], device=x.device)
             w3 = torch.where(bits.bool(), frac, 1.0 - frac)
             w = (w3[:, 0] * w3[:, 1]) * w3[:, 2]
@@ -99,8 +89,10 @@ def native():
             src = Path(__file__).with_name("csrc") / "hashgrid.cpp"
             build = cache_dir() / "hero_hashgrid"
             build.mkdir(parents=True, exist_ok=True)
+            _, py, pz = intarith.HASH_PRIMES  # x's prime is 1 (tiny-cuda-nn): the kernel uses x as it is
+            primes = [f"-DHERO_HASH_PRIME_Y={py}u", f"-DHERO_HASH_PRIME_Z={pz}u"]
             _native = load("hero_hashgrid", [str(src)], build_directory=str(build),
-                           extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", "-march=native"],
+                           extra_cflags=["-O3", "-fopenmp", "-ffp-contract=off", "-march=native", *primes],
                            extra_ldflags=["-fopenmp"], verbose=False)
         except Exception as exc:  # noqa: BLE001 - any build failure means: use the PyTorch path
             _native_error = f"{type(exc).__name__}: {exc}"

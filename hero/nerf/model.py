@@ -63,6 +63,12 @@ class MLP(nn.Module):
         return x
 
 
+def box_coordinates(x: torch.Tensor, aabb: torch.Tensor) -> torch.Tensor:
+    """World positions -> [0, 1)^3 inside the box aabb ([[min xyz], [max xyz]]), clamped."""
+    u = (x - aabb[0]) / (aabb[1] - aabb[0])
+    return u.clamp(0.0, 1.0 - 1e-6)
+
+
 class NGPField(nn.Module):
     def __init__(self, cfg: dict, aabb):
         super().__init__()
@@ -78,8 +84,7 @@ class NGPField(nn.Module):
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """World positions -> [0, 1)^3 inside the scene box (clamped)."""
-        u = (x - self.aabb[0]) / (self.aabb[1] - self.aabb[0])
-        return u.clamp(0.0, 1.0 - 1e-6)
+        return box_coordinates(x, self.aabb)
 
     def query_density(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.density(self.grid(self.normalize(x))).float()  # float32 even under bf16 autocast

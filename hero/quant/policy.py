@@ -20,9 +20,10 @@ from pathlib import Path
 from hero import atomic
 from hero.cli import BadInput, read_file
 from hero.intarith import ACT_BITS, MAX_WBITS, MIN_WBITS
+from hero.nerf.dataflow import FIELD_LAYERS
 
 FORMAT = "hero-policy/1"
-FIRST_LAYER = "density.fc0"  # its input is the HEU's s8 output
+FIRST_LAYER = FIELD_LAYERS[0]  # its input is the HEU's s8 output
 
 
 class PolicyError(BadInput):

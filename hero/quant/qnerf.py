@@ -24,19 +24,18 @@ from dataclasses import dataclass, replace
 import torch
 
 from hero import intarith as ia
-from hero.nerf.dataflow import GEO_FIRST, GEO_LAYER, HOST_LAYERS, SH_LAYER, run_field
+from hero.nerf.dataflow import FIELD_LAYERS, GEO_FIRST, GEO_LAYER, HOST_LAYERS, SH_LAYER, run_field
 from hero.nerf.model import sh_encode, trunc_exp
 
+from .export import QLayer, QuantizedExport, frozen
 from .kmeans import assign, kmeans_1d
 from .policy import Policy
+
+round_half_up = ia.round_half_up
 
 #: the activation range (a Ranges.inputs key) that each layer's requantizer maps its output onto
 REQUANT_RANGES = {"density.fc0": "density.fc1", "density.fc1": "color.fc0.geo", "color.fc0": "color.fc1",
                   "color.fc1": "color.fc2"}
-
-
-def round_half_up(x: torch.Tensor) -> torch.Tensor:
-    return torch.floor(x + 0.5)
 
 
 def ste(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -243,20 +242,6 @@ def calibrate_ranges(model, positions: torch.Tensor, directions: torch.Tensor, q
                   {k: v[sel[k.split(".")[0]]].float().clone() for k, v in inputs.items()})
 
 
-@dataclass
-class QLayer:
-    name: str
-    bits: int  # weight bits
-    in_fmt: ia.IntFormat  # input activation format
-    in_scale: torch.Tensor  # (K,) real value of one input LSB, per input channel
-    w_scale: torch.Tensor  # (C,) real value of one accumulator LSB, per output channel
-    w_int: torch.Tensor  # (K, C) int64, in the symmetric range of `bits`
-    rq: ia.Requant | None  # per-channel, to the next layer's input (None: accumulators go to the host)
-    out_scale: torch.Tensor  # real value of one output LSB after rq, per requantized channel (M/2^S effective)
-    relu_after: bool = False  # ReLU not fused: requantize to signed, then ReLU
-    w_offset: torch.Tensor | None = None  # w_int minus round-to-nearest at refresh (GPTQ's choices)
-
-
 class QuantizedNeRF:
     def __init__(self, model, policy: Policy, ranges: Ranges, fuse_relu: bool = True, word_bits: int = ia.WORD_BITS,
                  tables: str = "uniform", scales: str = "output", rounding: str = "gptq",
@@ -309,6 +294,7 @@ class QuantizedNeRF:
         """(Re)derive every integer and scale from the model's current float parameters; with
         `tables=False`, the layers' only (the tables keep their scales, codebooks and HEU registers:
         their clipping search is most of the time a refresh takes)."""
+        self._artifact = None
         if not tables and hasattr(self, "levels"):
             self.layers = self._quantize_layers()
             return
@@ -318,15 +304,10 @@ class QuantizedNeRF:
         self.table_scale = [self.scale_of(g.table(i), b) for i, b in enumerate(self.table_bits)]
         self.codebooks = [kmeans_1d(g.table(i), 1 << b)[0] for i, b in enumerate(self.table_bits)] \
             if self.table_mode == "kmeans" else None
-        self.enc_scale = self.ranges.encoding / 127.0
-        base, self.levels = 0, []
-        for i, p in enumerate(g.params):
-            b = self.table_bits[i]
-            lv = ia.HashLevel(ia.hash_scale_register(p["scale"]), p["resolution"], p["dense"], p["entries"], b,
-                              base, ia.hash_level_requant(self.table_scale[i], self.enc_scale)).check(g.log2T)
-            self.levels.append(lv)
-            base += ia.hash_words_per_level(p["entries"], g.features, b, self.word_bits)
-        self.table_words = base
+        self.enc_scale = self.ranges.encoding / ia.HASH_OUT_FORMAT.max
+        self.levels = ia.hash_levels(g.log2T, [p["scale"] for p in g.params], self.table_bits, self.table_scale,
+                                     self.enc_scale, g.features, self.word_bits)
+        self.table_words = ia.hash_table_words(self.levels, g.features, self.word_bits)
         # Every level's requantization ends on its own effective scale; the common s8 scale is the
         # calibrated one, and the per-level deviation (< 2**-15 relative) is part of the HEU's error.
         self.layers = self._quantize_layers()
@@ -386,10 +367,10 @@ class QuantizedNeRF:
 
     def _quantize_layers(self) -> list[QLayer]:
         m, r = self.model, self.ranges.inputs
-        names = [n for n, kind, _ in m.quant_units() if kind == "linear"]  # dataflow order
+        names = FIELD_LAYERS
         layers: list[QLayer] = []
-        in_scale = torch.full((m.density.fc0.in_features,), self.enc_scale, dtype=torch.float64)
-        in_fmt = ia.IntFormat(8, True)
+        in_scale = torch.full((m.unit(names[0]).in_features,), self.enc_scale, dtype=torch.float64)
+        in_fmt = ia.HASH_OUT_FORMAT
         for idx, name in enumerate(names):
             lin = m.unit(name)
             bits = self.policy.weights[name]
@@ -421,48 +402,32 @@ class QuantizedNeRF:
         return [quantize_symmetric(self.grid.table(i).detach(), b, s).long()
                 for i, (b, s) in enumerate(zip(self.table_bits, self.table_scale, strict=True))]
 
-    @torch.no_grad()
+    def frozen(self) -> QuantizedExport:
+        """The artifact as of the last refresh (hero.quant.export): the integer path computes on it."""
+        if self._artifact is None:
+            self._artifact = frozen(self)
+        return self._artifact
+
     def encode_int(self, x01: torch.Tensor) -> torch.Tensor:
         """HEU output, (N, L*F) s8, from positions in [0, 1)^3."""
-        pos = torch.from_numpy(ia.hash_position(x01.detach().cpu().double().numpy()))
-        return ia.hash_encode(pos, self.levels, self.tables_int(), self.grid.log2T)
-
-    @staticmethod
-    def _requant_int(q: QLayer, acc: torch.Tensor) -> torch.Tensor:
-        y = ia.requantize(acc, q.rq)
-        return y.clamp(min=0) if q.relu_after else y
+        return self.frozen().encode_int(x01)
 
     def sh_int(self, sh: torch.Tensor) -> torch.Tensor:
         """The host's SH values (N, 16) as the colour net's integer inputs."""
-        fmt = next(x for x in self.layers if x.name == SH_LAYER).in_fmt
-        return fmt.saturate(round_half_up(sh.double() / self.sh_scale).long())
+        return self.frozen().sh_int(sh)
 
-    @torch.no_grad()
     def trace_int(self, positions: torch.Tensor, sh: torch.Tensor) -> dict:
         """Every integer on the way: 'encoding' (HEU output), and per layer 'in.<name>' and 'acc.<name>'."""
-        q = {layer.name: layer for layer in self.layers}
-        t = {"encoding": self.encode_int(self.model.normalize(positions))}
-        inputs, raw = run_field(t["encoding"], sh,
-                                lambda n, x: ia.linear_layer(x, q[n].w_int, q[n].bits, None, q[n].in_fmt),
-                                lambda n, acc: self._requant_int(q[n], acc), self.sh_int,
-                                lambda g, s: torch.cat([g, s], -1))
-        t.update({f"in.{n}": x for n, x in inputs.items()})
-        t.update({f"acc.{n}": y for n, y in raw.items()})
-        return t
+        return self.frozen().trace_int(positions, sh)
 
-    @torch.no_grad()
     def forward_int(self, positions: torch.Tensor, sh: torch.Tensor):
         """Density [N] and colour [N, 3] from positions and SH-encoded directions, in the RTL's integers."""
-        t = self.trace_int(positions, sh)
-        return self.host_outputs(t["acc.density.fc1"][:, 0], t["acc.color.fc2"])
+        return self.frozen().forward_int(positions, sh)
 
     def host_outputs(self, density_acc: torch.Tensor, color_acc: torch.Tensor):
-        """Density [N] and colour [N, 3] from the raw accumulators that leave the engine (density.fc1's
-        output 0, color.fc2's outputs): the host's trunc_exp and sigmoid."""
-        q = {layer.name: layer for layer in self.layers}
-        sigma = trunc_exp(density_acc.double() * q["density.fc1"].w_scale[0]).float()
-        rgb = torch.sigmoid(color_acc.double() * q["color.fc2"].w_scale).float()
-        return sigma, rgb
+        """Density [N] and colour [N, 3] from the raw accumulators that leave the engine: the host's
+        trunc_exp and sigmoid."""
+        return self.frozen().host_outputs(density_acc, color_acc)
 
     # -- the fake-quant path: float, differentiable ----------------------------------------------------
 
@@ -505,7 +470,8 @@ class QuantizedNeRF:
                 tables.append(ste(t, quantize_symmetric(t, b, s) * s))
         emb = torch.cat(tables)
         e = encode_with(self.grid, m.normalize(positions), emb)
-        e = ste(e, torch.clamp(round_half_up(e / self.enc_scale), -128, 127) * self.enc_scale)
+        fmt = ia.HASH_OUT_FORMAT
+        e = ste(e, torch.clamp(round_half_up(e / self.enc_scale), fmt.min, fmt.max) * self.enc_scale)
         a, step = q[SH_LAYER].in_fmt, self.sh_scale
         _, raw = run_field(e, sh, lambda n, x: x @ self._fq_weight(q[n], m.unit(n)),
                            lambda n, y: self._fq_act(y, q[n]),
@@ -522,7 +488,8 @@ class QuantizedNeRF:
         # Per level: scale register (25) + requant (16 + 6); per output channel: requant (16 + 6) + float
         # scale (32); the host's encoding and SH scales.
         channels = sum(len(q.w_scale) for q in self.layers)
-        scales = len(self.levels) * (ia.HASH_SCALE_BITS + 22) + channels * (22 + 32) + 2 * 32
+        requant = ia.REQ_MULT_BITS + ia.REQ_SHIFT_BITS
+        scales = len(self.levels) * (ia.HASH_SCALE_BITS + requant) + channels * (requant + 32) + 2 * 32
         codebooks = 0 if self.codebooks is None else 32 * sum(len(cb) for cb in self.codebooks)
         total = tables + weights + scales + codebooks
         return {"tables": tables, "weights": weights, "scales": scales, "codebooks": codebooks, "total": total}

@@ -7,6 +7,11 @@
 #include <cstdint>
 #include <omp.h>
 
+// The spatial hash's primes come from hero.intarith.HASH_PRIMES (hashgrid.native passes them).
+#if !defined(HERO_HASH_PRIME_Y) || !defined(HERO_HASH_PRIME_Z)
+#error "build through hero.nerf.hashgrid.native(), which defines the hash primes from hero.intarith"
+#endif
+
 namespace {
 
 struct Level {
@@ -19,7 +24,7 @@ struct Level {
 
 inline uint32_t grid_index(const Level& lv, uint32_t x, uint32_t y, uint32_t z, uint32_t hash_mask) {
   if (lv.dense) return (x + y * lv.res + z * lv.res * lv.res) % lv.entries;
-  return (x ^ (y * 2654435761u) ^ (z * 805459861u)) & hash_mask;
+  return (x ^ (y * HERO_HASH_PRIME_Y) ^ (z * HERO_HASH_PRIME_Z)) & hash_mask;
 }
 
 // Corner indices (8) and trilinear weights (8) of one point at one level.
