@@ -25,7 +25,7 @@ from sim_py.core import column_folds, weight_words
 from .bitserial_pe import check_pe_params
 from .heu import HEU, check_heu_params, level_record, point_layout
 from .heu import config_layout as heu_config_layout
-from .mlp_engine import COUNTER_BITS, K_BITS, MLPEngine, tile_requant, weight_plane_words
+from .mlp_engine import COUNTER_BITS, K_BITS, MLPEngine, TileConfig, layer_tiles
 from .params import COLS, FEATURES, LEVELS, LOG2T, ROWS, at_most, check_int, rejecting
 from .pe_array import check_array_params
 
@@ -213,6 +213,18 @@ class CoreParams:
         """One raw `config` payload."""
         return self.config_layout.const({"target": int(target), "addr": addr, "data": int(value)}).as_bits()
 
+    def layer_record(self, tile: TileConfig, wbase: int, **fields) -> int:
+        """A LAYER record's data: the configuration its layer's tiles share (weight width, input
+        signedness, the requantizer's ReLU and width) and its first weight word; `fields` replace
+        layer_layout fields (a testbench's refused records)."""
+        return self.layer_layout.const({"wbits": tile.wbits, "act_signed": int(tile.act_signed),
+                                        "relu": int(tile.rq.relu), "out_bits": tile.rq.out_bits,
+                                        "wbase": wbase, **fields}).as_bits()
+
+    def requant_addr(self, fold: int, col: int) -> int:
+        """A REQUANT record's address: column `col` of fold `fold` (counted over every layer, fold_base)."""
+        return (fold << self.col_bits) | col
+
     def config_records(self, model) -> list[int]:
         """Every record that loads `model` (a hero.quant.export.QuantizedExport), as raw payloads:
         level registers, tables, weights, layer registers, requantization. Raises ValueError when
@@ -223,7 +235,7 @@ class CoreParams:
                 raise ValueError(f"model {key}={g[key]}, the core's is {getattr(self, key)}")
         if len(model.table_memory) > self.depth:
             raise ValueError(f"model tables take {len(model.table_memory)} words, the core has {self.depth}")
-        rec, cols = self.record, self.cols
+        rec = self.record
         out = [rec(Target.HEU_LEVEL, 0, self.heu_config_layout.const(level_record(i, lv)).as_bits())
                for i, lv in enumerate(model.levels)]
         out += [rec(Target.HEU_TABLE, a, w) for a, w in enumerate(model.table_memory.tolist())]
@@ -234,24 +246,16 @@ class CoreParams:
                                  f"{shape.name} ({shape.k}, {shape.c_out})")
             if layer.relu_after:
                 raise ValueError(f"{layer.name}: an unfused ReLU after the requantizer is not in the core")
-            nf = folds(shape, cols)
-            w = np.zeros((shape.k, nf * cols), dtype=np.int64)
-            w[:, :shape.c_out] = layer.w_int.numpy()
-            words = [word for f in range(nf)
-                     for word in weight_plane_words(w[:, f * cols:(f + 1) * cols], layer.bits).ravel()]
+            tiles = layer_tiles(layer, self.cols)
+            words = [int(word) for t in tiles for word in t.plane_words().ravel()]
             if wbase + len(words) > self.weight_depth:
                 raise ValueError(f"weights take more than the core's {self.weight_depth} words")
             out += [rec(Target.WEIGHT, wbase + i, word) for i, word in enumerate(words)]
-            rq = layer.rq
-            out.append(rec(Target.LAYER, idx, self.layer_layout.const({
-                "wbits": layer.bits, "act_signed": int(layer.in_fmt.signed), "relu": int(rq is not None and rq.relu),
-                "out_bits": ia.ACT_BITS if rq is None else rq.out_bits, "wbase": wbase}).as_bits()))
-            for f in range(nf):
-                t = tile_requant(rq, shape.c_out, f * cols, cols)
-                for c in range(cols):
-                    addr = ((self.fold_base[idx] + f) << self.col_bits) | c
-                    out.append(rec(Target.REQUANT, addr,
-                                   requant_layout().const({"mult": t.mult[c], "shift": t.shift[c]}).as_bits()))
+            out.append(rec(Target.LAYER, idx, self.layer_record(tiles[0], wbase)))
+            for f, t in enumerate(tiles):
+                for c, (mult, shift) in enumerate(zip(*t.rq_columns(), strict=True)):
+                    out.append(rec(Target.REQUANT, self.requant_addr(self.fold_base[idx] + f, c),
+                                   requant_layout().const({"mult": mult, "shift": shift}).as_bits()))
             wbase += len(words)
         return out
 

@@ -1,4 +1,10 @@
-"""MLPEngine: the bit-serial PE array with its control, operand/result streams and requantizers."""
+"""MLPEngine: the bit-serial PE array with its control, operand/result streams and requantizers;
+and TileConfig, the configuration of one tile (layer_tiles: a quantized layer's column folds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from amaranth import Module, Mux, Signal, signed, unsigned
@@ -7,12 +13,16 @@ from amaranth.lib.wiring import In, Out
 
 from hero import intarith as ia
 from hero.intarith import ACC_BITS, ACT_BITS, MAX_WBITS, MIN_WBITS, REQ_MULT_BITS, REQ_SHIFT_BITS
+from sim_py.core import column_folds
 from sim_py.mlp_engine import DRAIN_STAGES
 
 from .bitserial_pe import check_pe_params
 from .params import COLS, ROWS, at_most, rejecting
 from .pe_array import PEArray, check_array_params
 from .requantizer import Requantizer
+
+if TYPE_CHECKING:
+    from hero.quant.export import QLayer
 
 K_BITS = 16  # width of the `k` port: tiles reduce over 1 .. 65535 terms
 COUNTER_BITS = 32
@@ -30,6 +40,12 @@ def result_layout(rows: int, cols: int, act_bits: int, acc_bits: int) -> data.St
         "acc": data.ArrayLayout(signed(acc_bits), cols),
         "q": data.ArrayLayout(act_bits, cols),
     })
+
+
+def requant_port_layouts(cols: int) -> dict[str, data.ArrayLayout]:
+    """The per-column requantization ports: element c is column c's multiplier or shift."""
+    return {"rq_mult": data.ArrayLayout(unsigned(REQ_MULT_BITS), cols),
+            "rq_shift": data.ArrayLayout(unsigned(REQ_SHIFT_BITS), cols)}
 
 
 def weight_plane_words(w, wbits: int) -> np.ndarray:
@@ -50,6 +66,60 @@ def tile_requant(rq: ia.Requant | None, c_out: int, c0: int, cols: int) -> ia.Re
     idx = [c - first if first <= c < c_out else None for c in range(c0, c0 + cols)]
     return ia.Requant(tuple(1 if i is None else rq.mult[i] for i in idx),
                       tuple(0 if i is None else rq.shift[i] for i in idx), rq.relu, rq.out_bits)
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """What the engine takes for one tile besides the activations: the weights W (K, C), their
+    width, the inputs' signedness and the requantization (per column, or one for every column).
+    `outputs`: for a layer's fold, the layer's output channels held by columns 0.. (the rest pad)."""
+
+    w: np.ndarray
+    wbits: int
+    act_signed: bool
+    rq: ia.Requant
+    outputs: range | None = None
+
+    @property
+    def k(self) -> int:
+        return self.w.shape[0]
+
+    @property
+    def cols(self) -> int:
+        return self.w.shape[1]
+
+    def plane_words(self) -> np.ndarray:
+        """The operand beats' `w` fields, (K, wbits) (weight_plane_words)."""
+        return weight_plane_words(self.w, self.wbits)
+
+    def rq_columns(self) -> tuple[list[int], list[int]]:
+        """Each column's requant multiplier and shift."""
+        per_col = [[int(v)] * self.cols if self.rq.channels is None else [int(x) for x in v]
+                   for v in (self.rq.mult, self.rq.shift)]
+        return per_col[0], per_col[1]
+
+    def port_values(self) -> dict[str, int]:
+        """The configuration ports' raw values (every port `start` latches)."""
+        mult, shift = self.rq_columns()
+        lay = requant_port_layouts(self.cols)
+        return {"k": self.k, "wbits": self.wbits, "act_signed": int(self.act_signed),
+                "rq_mult": lay["rq_mult"].const(mult).as_bits(), "rq_shift": lay["rq_shift"].const(shift).as_bits(),
+                "rq_relu": int(self.rq.relu), "rq_out_bits": self.rq.out_bits}
+
+
+def layer_tiles(layer: QLayer, cols: int) -> list[TileConfig]:
+    """A quantized layer on an array of `cols` columns: one tile per column fold, fold f holding
+    outputs f*cols.., its weights padded with zero columns, its requantization tile_requant's."""
+    w_all = layer.w_int.numpy()
+    k, c_out = w_all.shape
+    tiles = []
+    for f in range(column_folds(c_out, cols)):
+        outputs = range(f * cols, min((f + 1) * cols, c_out))
+        w = np.zeros((k, cols), dtype=np.int64)
+        w[:, :len(outputs)] = w_all[:, outputs.start:outputs.stop]
+        tiles.append(TileConfig(w, layer.bits, layer.in_fmt.signed,
+                                tile_requant(layer.rq, c_out, outputs.start, cols), outputs))
+    return tiles
 
 
 class MLPEngine(wiring.Component):
@@ -85,8 +155,7 @@ class MLPEngine(wiring.Component):
             "k": In(unsigned(K_BITS)),
             "wbits": In(range(max_wbits + 1)),
             "act_signed": In(1),
-            "rq_mult": In(data.ArrayLayout(unsigned(REQ_MULT_BITS), cols)),
-            "rq_shift": In(data.ArrayLayout(unsigned(REQ_SHIFT_BITS), cols)),
+            **{name: In(layout) for name, layout in requant_port_layouts(cols).items()},
             "rq_relu": In(1),
             "rq_out_bits": In(range(act_bits + 1)),
             "operand": In(stream.Signature(operand_layout(rows, cols, act_bits))),

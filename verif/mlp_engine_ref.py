@@ -7,26 +7,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from hero import intarith as ia
-from rtl.mlp_engine import weight_plane_words
+from rtl.mlp_engine import TileConfig
 
 
 @dataclass(frozen=True)
 class Tile:
-    """One tile's operands and configuration, as the engine's ports take them."""
+    """One tile: its activations X (R, K) and its configuration (weights, width, requantization)."""
 
-    x: np.ndarray  # (R, K) activations
-    w: np.ndarray  # (K, C) weights
-    wbits: int
-    act_signed: bool
-    rq: ia.Requant  # per column (C channels), or one for every column
-
-    def rq_ports(self) -> tuple[int, int]:
-        """The packed `rq_mult` and `rq_shift` port values: column c's entry at bits [c*w, (c+1)*w)."""
-        cols = self.w.shape[1]
-        mult = [self.rq.mult] * cols if self.rq.channels is None else list(self.rq.mult)
-        shift = [self.rq.shift] * cols if self.rq.channels is None else list(self.rq.shift)
-        pack = lambda vals, width: sum(int(v) << (width * c) for c, v in enumerate(vals))  # noqa: E731
-        return pack(mult, ia.REQ_MULT_BITS), pack(shift, ia.REQ_SHIFT_BITS)
+    x: np.ndarray
+    cfg: TileConfig
 
     @property
     def k(self) -> int:
@@ -34,21 +23,21 @@ class Tile:
 
     @property
     def act(self) -> ia.IntFormat:
-        return ia.act_format(ia.ACT_BITS, self.act_signed)
+        return ia.act_format(ia.ACT_BITS, self.cfg.act_signed)
 
     def beats(self) -> list[tuple[list[int], int]]:
         """The operand stream: per k, per weight bit MSB first, (raw x lanes, packed bit plane)."""
         x_raw = self.act.encode(self.x)  # (R, K)
-        packed = weight_plane_words(self.w, self.wbits)  # (K, wbits)
+        packed = self.cfg.plane_words()  # (K, wbits)
         return [([int(v) for v in x_raw[:, k]], int(packed[k, j]))
-                for k in range(self.k) for j in range(self.wbits)]
+                for k in range(self.k) for j in range(self.cfg.wbits)]
 
     def expected_acc(self) -> np.ndarray:
-        return ia.bitserial_matmul(self.x, self.w, self.wbits, self.act)
+        return ia.bitserial_matmul(self.x, self.cfg.w, self.cfg.wbits, self.act)
 
     def expected_q(self) -> np.ndarray:
         """Requantized outputs as the act_bits-wide patterns the `q` lanes carry."""
-        return q_lanes(ia.requantize(self.expected_acc(), self.rq), self.rq.relu)
+        return q_lanes(ia.requantize(self.expected_acc(), self.cfg.rq), self.cfg.rq.relu)
 
 
 def q_lanes(q, relu: bool) -> np.ndarray:
@@ -74,5 +63,5 @@ def random_tile(rng: np.random.Generator, rows: int, cols: int, k: int, wbits: i
     # both saturation and in-range rounding get exercised.
     spread = np.maximum(1.0, np.abs(x @ w).max(axis=0))
     scale = rng.uniform(0.3, 3.0, size=cols) * (1 << out_bits) / spread
-    return Tile(x.astype(np.int64), w.astype(np.int64), wbits, act_signed,
-                ia.Requant.from_scale(scale, relu=relu, out_bits=out_bits))
+    return Tile(x.astype(np.int64), TileConfig(w.astype(np.int64), wbits, act_signed,
+                                               ia.Requant.from_scale(scale, relu=relu, out_bits=out_bits)))

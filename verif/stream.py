@@ -3,13 +3,15 @@
 Both work one cycle at a time on the rising edge: they write in the cycle's write phase, see the
 handshake in its read-only phase, and return in the cycle after their last handshake. Without
 random gaps or refusals they sleep until the other side's signal rises (the DUT is synchronous, so
-it rises just after a clock edge), which leaves long waits to the simulator.
+it rises just after a clock edge), which leaves long waits to the simulator. A bench reads and
+writes a stream's ports only through them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
@@ -20,8 +22,6 @@ CLOCK_NS = 10
 
 def start_clock(dut) -> None:
     """A free-running clock on dut.clk, one cycle per CLOCK_NS."""
-    import cocotb
-
     cocotb.start_soon(Clock(dut.clk, CLOCK_NS, units="ns").start())
 
 
@@ -43,6 +43,19 @@ class Driver:
         self.valid, self.ready, self.payload = _ports(dut, name)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.p_valid = p_valid
+        self.task = None  # start()'s background send
+        self.valid.value = 0
+
+    def start(self, beats: Iterable[int], p_valid: float | None = None):
+        """send() in the background; returns its task."""
+        self.task = cocotb.start_soon(self.send(beats, p_valid))
+        return self.task
+
+    def abort(self) -> None:
+        """Stop offering in this cycle (`valid` low): start()'s send ends, its beats not taken are dropped."""
+        if self.task is not None:
+            self.task.kill()
+            self.task = None
         self.valid.value = 0
 
     async def send(self, beats: Iterable[int], p_valid: float | None = None) -> None:
@@ -103,3 +116,16 @@ class Monitor:
             await RisingEdge(self.clk)
         self.ready.value = 0
         return out
+
+    async def expect_none(self, until: Callable[[], bool], cycles: int) -> None:
+        """Ready, and no beat may come: asserts `valid` low in each cycle's read phase until `until()`
+        holds there (then returns in the next cycle); AssertionError if it has not within `cycles`."""
+        self.ready.value = 1
+        for _ in range(cycles):
+            await ReadOnly()
+            assert self.valid.value == 0, f"{self.name}: a beat was offered"
+            if until():
+                await RisingEdge(self.clk)
+                return
+            await RisingEdge(self.clk)
+        raise AssertionError(f"{self.name}: the condition did not hold within {cycles} cycles")

@@ -15,8 +15,10 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from hero.nerf.dataflow import HOST_LAYERS
 from hero.quant.export import load_export
-from rtl.core import CoreParams, Target, output_layout
+from rtl.core import CoreParams, Target, output_layout, requant_layout
+from rtl.mlp_engine import layer_tiles
 from sim_py.core import stream_cycles
 from verif.sim import tb_params
 from verif.stream import Driver, Monitor, now_cycles, start_clock
@@ -80,15 +82,17 @@ class CoreHarness:
         await self.tick()
         d.clear.value = 0
         t0, c0 = time.perf_counter(), now_cycles()
-        cocotb.start_soon(self.samples.send(beats, p_valid))
+        self.samples.start(beats, p_valid)
         raw = await self.results.receive(len(idx), p_ready, hold)
         seconds, sim_cycles = time.perf_counter() - t0, now_cycles() - c0
         out = [self.out_layout.from_bits(v) for v in raw]
         density = np.array([int(o.density) for o in out])
         color = np.array([[int(c) for c in o.color] for o in out])
-        np.testing.assert_array_equal(density, t["acc.density.fc1"][idx, 0],
-                                      err_msg="density.fc1 output 0 differs from the integer path")
-        np.testing.assert_array_equal(color, t["acc.color.fc2"][idx], err_msg="color.fc2 differs from the integer path")
+        density_layer, color_layer = HOST_LAYERS
+        np.testing.assert_array_equal(density, t[f"acc.{density_layer}"][idx, 0],
+                                      err_msg=f"{density_layer} output 0 differs from the integer path")
+        np.testing.assert_array_equal(color, t[f"acc.{color_layer}"][idx],
+                                      err_msg=f"{color_layer} differs from the integer path")
         await ReadOnly()
         cycles, stalls, sent = int(d.cycles.value), int(d.stall_cycles.value), int(d.samples.value)
         assert d.busy.value == 0 and d.error.value == 0
@@ -152,37 +156,25 @@ async def refused_config(dut):
     h = await harness(dut)
     d, core = dut, h.core
     idx = every_index(h)[: core.rows]
-    layer = next(r for r in h.records if h.target(r) == Target.LAYER)
-    fields = core.config_layout.from_bits(layer)
-    rec = core.layer_layout.from_bits(int(fields.data))
-    for wbits, out_bits in ((1, int(rec.out_bits)), (core.max_wbits + 1, int(rec.out_bits)), (int(rec.wbits), 1)):
-        bad = core.layer_layout.const({"wbits": wbits, "act_signed": int(rec.act_signed), "relu": int(rec.relu),
-                                       "out_bits": out_bits, "wbase": int(rec.wbase)}).as_bits()
-        await h.configs.send([core.record(Target.LAYER, int(fields.addr), bad)])
+    first = layer_tiles(h.model.layers[0], core.cols)[0]  # layer 0's registers; its weights start at word 0
+    for wbits, out_bits in ((1, first.rq.out_bits), (core.max_wbits + 1, first.rq.out_bits), (first.wbits, 1)):
+        bad = core.layer_record(first, 0, wbits=wbits, out_bits=out_bits)
+        await h.configs.send([core.record(Target.LAYER, 0, bad)])
         await ReadOnly()
         assert d.error.value == 1, f"layer record wbits={wbits} out_bits={out_bits} was not refused"
         await h.tick()
-    await h.configs.send([core.record(Target.LAYER, len(core.layers), int(fields.data))])
+    await h.configs.send([core.record(Target.LAYER, len(core.layers), core.layer_record(first, 0))])
     await ReadOnly()
     assert d.error.value == 1, "a record for a layer that does not exist was not refused"
     await h.tick()
     await h.load([Target.LAYER])  # accepted: error clears
     await h.run(idx)
     # A zero multiplier in the last fold's last column: the engine refuses color.fc2's tile.
-    zero = core.record(Target.REQUANT, ((core.fold_base[-1] - 1) << core.col_bits) | (core.cols - 1), 0)
-    await h.configs.send([zero])
-    beats = core.sample_beats(h.trace["positions"][idx], h.trace["sh"][idx])
-    cocotb.start_soon(h.samples.send(beats))
-    dut.result__ready.value = 1
-    for _ in range(20000):
-        await ReadOnly()
-        assert d.result__valid.value == 0, "a result of a refused batch was sent"
-        if d.error.value == 1 and d.busy.value == 0:
-            break
-        await h.tick()
-    else:
-        raise AssertionError("the batch with a refused tile never ended")
-    await h.tick()
+    zero = requant_layout().const({"mult": 0, "shift": 0}).as_bits()
+    await h.configs.send([core.record(Target.REQUANT, core.requant_addr(core.fold_base[-1] - 1, core.cols - 1), zero)])
+    h.samples.start(core.sample_beats(h.trace["positions"][idx], h.trace["sh"][idx]))
+    # The batch is dropped: no result leaves before the core is idle with `error` high.
+    await h.results.expect_none(until=lambda: d.error.value == 1 and d.busy.value == 0, cycles=20000)
     await h.load([Target.REQUANT])
     await h.run(idx)
 
@@ -198,17 +190,16 @@ async def reset_mid_batch(dut):
     two = every_index(h)[: 2 * core.rows]
     for wait in (30, 8 * core.levels * core.rows + 200):
         beats = core.sample_beats(h.trace["positions"][two], h.trace["sh"][two])
-        task = cocotb.start_soon(h.samples.send(beats))
+        h.samples.start(beats)
         for _ in range(wait):
             await h.tick()
         await ReadOnly()
         assert d.busy.value == 1, "no batch in progress before the reset"
         await h.tick()
-        task.kill()
-        d.sample__valid.value = 0
+        h.samples.abort()
         await h.reset()
         await ReadOnly()
-        assert d.busy.value == 0 and d.result__valid.value == 0 and d.cycles.value == 0
+        assert d.busy.value == 0 and h.results.valid.value == 0 and d.cycles.value == 0
         await h.tick()
         await h.load([Target.HEU_LEVEL, Target.LAYER])
         await h.run(idx)

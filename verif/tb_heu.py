@@ -6,6 +6,7 @@ against sim_py.heu.cycles_per_batch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -14,7 +15,7 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hero import intarith as ia
-from rtl.heu import config_layout, point_layout, table_layout
+from rtl.heu import config_layout, point_layout, result_layout, table_layout
 from sim_py.heu import cycles_per_batch
 from verif.heu_ref import HeuSetup, edge_points, random_points, random_setup
 from verif.sim import tb_params
@@ -33,6 +34,7 @@ class HeuHarness:
         self.config_layout = config_layout(self.L, self.log2t, self.depth)
         self.table_layout = table_layout(self.W, self.depth)
         self.point_layout = point_layout()
+        self.result_layout = result_layout(self.L, self.F)
         self.rng = np.random.default_rng(seed)
         self.configs = Driver(dut, "config")
         self.tables = Driver(dut, "table")
@@ -96,11 +98,10 @@ class HeuHarness:
         d.clear.value = 1
         await self.tick()
         d.clear.value = 0
-        lane_mask, lanes = (1 << ia.ACT_BITS) - 1, self.L * self.F
         t0, c0 = time.perf_counter(), self.edges
-        cocotb.start_soon(self.points.send(words, p_valid))
+        self.points.start(words, p_valid)
         raw = await self.results.receive(n, p_ready, hold)
-        out = [[(v >> (ia.ACT_BITS * i)) & lane_mask for i in range(lanes)] for v in raw]
+        out = [list(self.result_layout.from_bits(v)) for v in raw]
         self.sim_cycles += self.edges - c0
         self.sim_seconds += time.perf_counter() - t0
         await ReadOnly()
@@ -224,12 +225,12 @@ async def reset_mid_batch(dut):
     d = dut
     setup = h.new_setup()
     await h.load(setup)
+    point = h.point_layout.const([1000, 2000, 3000]).as_bits()
     for abort_after in (3, 8 * h.L + 2):
-        d.point__valid.value = 1
-        d.point__payload.value = h.point_layout.const([1000, 2000, 3000]).as_bits()
+        h.points.start(itertools.repeat(point))  # offered in every cycle until the abort
         for _ in range(abort_after):
             await h.tick()
-        d.point__valid.value = 0
+        h.points.abort()
         await ReadOnly()
         assert d.busy.value == 1, "no point in flight before the reset"
         await h.tick()
@@ -237,7 +238,7 @@ async def reset_mid_batch(dut):
         await h.tick()
         d.rst.value = 0
         await ReadOnly()
-        assert d.busy.value == 0 and d.result__valid.value == 0 and d.cycles.value == 0
+        assert d.busy.value == 0 and h.results.valid.value == 0 and d.cycles.value == 0
         await h.tick()
         for rec in setup.config_records():
             assert await h.write_config(rec) == 0

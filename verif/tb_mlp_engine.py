@@ -11,7 +11,7 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from hero import intarith as ia
-from rtl.mlp_engine import operand_layout, result_layout, tile_requant
+from rtl.mlp_engine import TileConfig, layer_tiles, operand_layout, requant_port_layouts, result_layout
 from sim_py.mlp_engine import cycles_per_tile
 from verif.mlp_engine_ref import Tile, q_lanes, random_tile
 from verif.sim import tb_params
@@ -53,14 +53,10 @@ class EngineHarness:
         self.dut.rst.value = 0
         await self.tick()
 
-    def configure(self, tile: Tile, k: int | None = None, wbits: int | None = None):
-        d = self.dut
-        d.k.value = tile.k if k is None else k
-        d.wbits.value = tile.wbits if wbits is None else wbits
-        d.act_signed.value = int(tile.act_signed)
-        d.rq_mult.value, d.rq_shift.value = tile.rq_ports()
-        d.rq_relu.value = int(tile.rq.relu)
-        d.rq_out_bits.value = tile.rq.out_bits
+    def configure(self, cfg: TileConfig, **ports):
+        """Set the configuration ports to `cfg`'s values, those named in `ports` to theirs."""
+        for name, value in {**cfg.port_values(), **ports}.items():
+            getattr(self.dut, name).value = value
 
     def tile(self, k: int, wbits: int, **kw) -> Tile:
         return random_tile(self.rng, self.rows, self.cols, k, wbits, **kw)
@@ -73,7 +69,7 @@ class EngineHarness:
         last row's handshake, where `done` must be high, so consecutive calls run back to back.
         """
         d = self.dut
-        self.configure(tile)
+        self.configure(tile.cfg)
         d.start.value = 1
         await ReadOnly()
         await self.check_done()
@@ -84,7 +80,7 @@ class EngineHarness:
         if abort_after_beats is not None:
             await self.operands.send(beats[:abort_after_beats], p_valid)
             return None
-        feed = cocotb.start_soon(self.operands.send(beats, p_valid))
+        feed = self.operands.start(beats, p_valid)
         watch = cocotb.start_soon(self.done_stays_low())
         rows = [self.result_layout.from_bits(v) for v in await self.results.receive(self.rows, p_ready)]
         watch.kill()
@@ -110,10 +106,10 @@ class EngineHarness:
         assert d.busy.value == 0, "engine still busy after done"
         if tb_params().get("measure_only"):  # calibration: measure, do not assume the formula
             return
-        expected = cycles_per_tile(tile.k, tile.wbits, self.rows, self.cols)
+        expected = cycles_per_tile(tile.k, tile.cfg.wbits, self.rows, self.cols)
         cycles, stalls = int(d.cycles.value), int(d.stall_cycles.value)
         assert stalled or stalls == 0, f"{stalls} stall cycles with no stall offered"
-        assert cycles == expected + stalls, (f"K={tile.k} wbits={tile.wbits}: {cycles} cycles, "
+        assert cycles == expected + stalls, (f"K={tile.k} wbits={tile.cfg.wbits}: {cycles} cycles, "
                                              f"formula {expected} + {stalls} stalls")
 
     async def finish(self):
@@ -126,8 +122,8 @@ class EngineHarness:
         acc = np.array([[int(r.acc[c]) for c in range(self.cols)] for r in rows])
         q = np.array([[int(r.q[c]) for c in range(self.cols)] for r in rows])
         np.testing.assert_array_equal(acc, tile.expected_acc(), err_msg=f"acc mismatch (K={tile.k}, "
-                                      f"wbits={tile.wbits}, signed={tile.act_signed})")
-        np.testing.assert_array_equal(q, tile.expected_q(), err_msg=f"requantized mismatch ({tile.rq})")
+                                      f"wbits={tile.cfg.wbits}, signed={tile.cfg.act_signed})")
+        np.testing.assert_array_equal(q, tile.expected_q(), err_msg=f"requantized mismatch ({tile.cfg.rq})")
 
 
 async def harness(dut) -> EngineHarness:
@@ -170,7 +166,7 @@ async def extreme_values(dut):
     wf = ia.weight_format(wmax)
     x = np.full((h.rows, k), act.max)
     w = np.full((k, h.cols), wf.min)
-    tile = Tile(x, w, wmax, False, ia.Requant(1, 0, relu=False, out_bits=8))
+    tile = Tile(x, TileConfig(w, wmax, False, ia.Requant(1, 0, relu=False, out_bits=ia.ACT_BITS)))
     rows = await h.run_tile(tile)
     assert int(rows[0].acc[0]) == k * act.max * wf.min
     await h.finish()
@@ -186,7 +182,7 @@ async def back_to_back(dut):
         before = h.edges
         await h.run_tile(tile)
         period = h.edges - before
-        assert period == cycles_per_tile(tile.k, tile.wbits, h.rows, h.cols), f"tile period {period}"
+        assert period == cycles_per_tile(tile.k, tile.cfg.wbits, h.rows, h.cols), f"tile period {period}"
     await h.finish()
 
 
@@ -214,8 +210,8 @@ async def reset_mid_operation(dut):
         await h.tick()
         await h.reset(cycles=1)
         await ReadOnly()
-        assert d.busy.value == 0 and d.cycles.value == 0 and d.result__valid.value == 0
-        assert d.operand__ready.value == 0
+        assert d.busy.value == 0 and d.cycles.value == 0 and h.results.valid.value == 0
+        assert h.operands.ready.value == 0
         await h.tick()
         await h.run_tile(h.tile(9, min(3, h.max_wbits), act_signed=True))
         await h.finish()
@@ -228,18 +224,16 @@ async def invalid_config_refused(dut):
     h = await harness(dut)
     d = dut
     good = h.tile(4, min(4, h.max_wbits))
-    last_mult = ((1 << ia.REQ_MULT_BITS) - 1) << (ia.REQ_MULT_BITS * (h.cols - 1))
-    for k, wbits, mult_mask in ((0, good.wbits, 0), (4, 1, 0),
-                                (4, h.max_wbits + 1, 0) if h.max_wbits < 15 else (4, 0, 0),
-                                (good.k, good.wbits, last_mult)):
-        h.configure(good, k=k, wbits=wbits)
-        d.rq_mult.value = good.rq_ports()[0] & ~mult_mask
+    mult, _ = good.cfg.rq_columns()
+    no_last_mult = requant_port_layouts(h.cols)["rq_mult"].const([*mult[:-1], 0]).as_bits()
+    for bad in ({"k": 0}, {"wbits": 1}, {"wbits": h.max_wbits + 1} if h.max_wbits < 15 else {"wbits": 0},
+                {"rq_mult": no_last_mult}):
+        h.configure(good.cfg, **bad)
         d.start.value = 1
         await h.tick()
         d.start.value = 0
         await ReadOnly()
-        assert d.error.value == 1 and d.busy.value == 0, f"k={k} wbits={wbits} mult_mask={mult_mask:#x} " \
-                                                         "was not refused"
+        assert d.error.value == 1 and d.busy.value == 0, f"{bad} was not refused"
         await h.tick()
     await h.run_tile(good)
     await ReadOnly()
@@ -287,25 +281,20 @@ async def replay_quantized_nerf(dut):
     tiles = 0
     for layer in model.layers:
         x_all, acc_all = trace[f"in.{layer.name}"], trace[f"acc.{layer.name}"]
-        weights = layer.w_int.numpy()
-        k, c_out = weights.shape
+        folds = layer_tiles(layer, h.cols)
         for r0 in range(0, x_all.shape[0] - h.rows + 1, h.rows):
-            for c0 in range(0, c_out, h.cols):
-                w = np.zeros((k, h.cols), dtype=np.int64)
-                cols = min(h.cols, c_out - c0)
-                w[:, :cols] = weights[:, c0:c0 + cols]
-                rq = tile_requant(layer.rq, c_out, c0, h.cols)
-                tile = Tile(x_all[r0:r0 + h.rows], w, layer.bits, layer.in_fmt.signed, rq)
-                rows = await h.run_tile(tile)
-                acc = np.array([[int(r.acc[c]) for c in range(cols)] for r in rows])
-                np.testing.assert_array_equal(acc, acc_all[r0:r0 + h.rows, c0:c0 + cols],
+            for cfg in folds:
+                outs = cfg.outputs
+                rows = await h.run_tile(Tile(x_all[r0:r0 + h.rows], cfg))
+                acc = np.array([[int(r.acc[c]) for c in range(len(outs))] for r in rows])
+                np.testing.assert_array_equal(acc, acc_all[r0:r0 + h.rows, outs.start:outs.stop],
                                               err_msg=f"{layer.name}: RTL differs from the NeRF's integer path")
                 if consumer(layer.name) is not None:  # the next layer's input holds the requantized outputs
                     name, shift = consumer(layer.name)
-                    lo = max(c0, -shift)  # density.fc1's output 0 is not requantized
-                    want = trace[f"in.{name}"][r0:r0 + h.rows, lo + shift:c0 + cols + shift]
-                    q = np.array([[int(r.q[c - c0]) for c in range(lo, c0 + cols)] for r in rows])
-                    np.testing.assert_array_equal(q, q_lanes(want, rq.relu),
+                    lo = max(outs.start, -shift)  # density.fc1's output 0 is not requantized
+                    want = trace[f"in.{name}"][r0:r0 + h.rows, lo + shift:outs.stop + shift]
+                    q = np.array([[int(r.q[c - outs.start]) for c in range(lo, outs.stop)] for r in rows])
+                    np.testing.assert_array_equal(q, q_lanes(want, cfg.rq.relu),
                                                   err_msg=f"{layer.name}: RTL requantization differs")
                 tiles += 1
     await h.finish()
