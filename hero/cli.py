@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 
 BAD_INPUT = 2  # the exit status of every refusal
@@ -107,3 +108,14 @@ def interrupted(exc: KeyboardInterrupt) -> int:
     where = str(exc) if isinstance(exc, Interrupted) else "interrupted"
     print(f"\n{where}; rerun the same command to resume", file=sys.stderr)
     return INTERRUPTED
+
+
+class Status:
+    """Status lines with the elapsed time, or nothing: for the phases of a long run that have no bar."""
+
+    def __init__(self, on: bool):
+        self.on, self.t0 = on, time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        if self.on:
+            print(f"[{time.perf_counter() - self.t0:6.1f} s] {msg}", flush=True)

@@ -62,6 +62,8 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
             or ckpt_every < 1:
         raise ValueError("QAT needs steps >= 0, rays >= 1, held_out >= 1, lr >= 0, range_lr >= 0, "
                          "refresh_every >= 1 and ckpt_every >= 1")
+    status = cli.Status(progress)
+    status(f"loading {ckpt} and its scene")
     model, meta = checkpoint.load(ckpt)
     if not isinstance(policy, Policy):
         policy = load_policy(policy, model)
@@ -83,7 +85,9 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
         ranges, step, best, history = Ranges(**st["ranges"]), st["step"], st["best"], st["history"]
     else:
         st, best, history = None, None, []
+        status(f"calibrating activation ranges on training rays ({len(train_scene)} views)")
         ranges = calibrated_ranges(model, meta, train_scene, seed)
+    status(f"quantizing the model ({rounding} rounding of the weights)")
     qn = QuantizedNeRF(model, policy, ranges, fuse_relu=fuse_relu, tables=tables, rounding=rounding)
     field = FakeQuantField(qn)
     groups = [{"params": list(model.parameters()), "lr0": lr}]
@@ -108,6 +112,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
                     "ptq_mse": mse if best is None else best["ptq_mse"]}
 
     if best is None:
+        status(f"scoring the post-training-quantized model on {held_out} held-out rays")
         keep_if_best()  # step 0: the post-training-quantized model
 
     def save_state():

@@ -158,15 +158,18 @@ class Trainer:
             tune_allocator()
         torch.manual_seed(cfg["seed"])
         self.rng = np.random.default_rng(cfg["seed"])
+        status = cli.Status(cfg["progress"])
         root = resolve_data(cfg["data"])
         self.data_path = str(root.absolute())  # a checkpoint works from any current folder
         cfg["downscale"] = resolve_downscale(root, cfg["downscale"], cfg["preset"])
+        status(f"loading {root} at 1/{cfg['downscale']} (train, test and val views)")
         self.train_scene = load_scene(root, "train", cfg["downscale"])
         self.test_scene = load_scene(root, "test", cfg["downscale"])
         try:
             self.val_scene = load_scene(root, "val", cfg["downscale"])
         except DataError:
             self.val_scene = self.test_scene
+        status(f"loaded {len(self.train_scene)} training views of {self.train_scene.width}x{self.train_scene.height}")
         mcfg = cfg["model"] or preset(cfg["preset"])
         cfg["model"] = mcfg
         self.mcfg = mcfg

@@ -111,7 +111,10 @@ def main(argv=None) -> int:
         if not a.ckpt.is_file():
             raise cli.BadInput(f"--ckpt {a.ckpt}: no such file")
         atomic.check_folder(a.out)
+        status = cli.Status(True)
+        status(f"tracing the samples of test view {a.view} of {a.ckpt} (occupancy skipping)")
         wl = frame_workload_from_checkpoint(a.ckpt, a.view)
+        status(f"{wl.n_samples} samples; querying the cycle model")
         fm = FrameModel(wl, hw, get_backend(a.backend))
         results = {name: fm.query([b] * len(wl.levels), [b] * len(wl.layers)) for name, b in policies.items()}
     except (ValueError, HardwareError, RuntimeError) as e:

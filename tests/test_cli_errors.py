@@ -117,7 +117,7 @@ CASES = [
     (SEARCH, ["--hw-preset", "{bad}/hw_binary.toml"], "hw_binary.toml: not valid TOML"),
     (SEARCH, ["--hw-preset", "fastest"], "'fastest': no such file or preset"),
     (SEARCH, ["--latency-weight", "nan"], "--latency-weight"),
-    (SEARCH, ["--episodes", "-3"], "--episodes -3"),
+    (SEARCH, ["--episodes", "-3"], "argument --episodes: -3 is out of range; expected an integer >= 1"),
     (SEARCH, ["--train-minutes", "inf"], "--train-minutes"),
     (SEARCH, ["--downscale", "0"], "--downscale"),
     (SEARCH, ["--ckpt", "{ckpt}", "--downscale", "3"], "--downscale 3"),
@@ -162,6 +162,7 @@ def test_bad_input_gets_one_clear_line(bad, tiny_ckpt, tmp_path, base, args, mes
     argv = _argv(base, args, bad=bad, ckpt=tiny_ckpt, tmp=tmp_path)
     res = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert_one_line(res.returncode, res.stderr, message.format(bad=bad))
+    assert not list(tmp_path.iterdir()), "a refused run left its --out behind"
 
 
 def assert_one_line(status: int, stderr: str, message: str) -> None:
@@ -578,17 +579,18 @@ FLAG_CASES = [
     (REPORT, ["--backend", "spice"], "argument --backend: invalid choice: 'spice'"),
     (REPORT, ["--ckpt", "{bad}"], "--ckpt {bad}: is a folder, expected a checkpoint file (.pt)"),
     # hero.search (its own checks)
-    (SEARCH, ["--seed", "-1"], "--seed -1: out of range"),
-    (SEARCH, ["--latency-budget", "0"], "--latency-budget 0.0: out of range"),
-    (SEARCH, ["--latency-budget", "nan"], "--latency-budget nan: out of range"),
-    (SEARCH, ["--size-budget", "-1"], "--size-budget -1.0: out of range"),
-    (SEARCH, ["--train-minutes", "0"], "--train-minutes 0.0: out of range"),
-    (SEARCH, ["--qat-steps", "-1"], "--qat-steps -1: out of range"),
-    (SEARCH, ["--held-out-rays", "10"], "--held-out-rays 10: out of range"),
-    (SEARCH, ["--test-views", "0"], "--test-views 0: out of range"),
+    (SEARCH, ["--seed", "-1"], "argument --seed: -1 is out of range; expected an integer >= 0"),
+    (SEARCH, ["--latency-budget", "0"], "argument --latency-budget: 0 is out of range; expected a number > 0"),
+    (SEARCH, ["--latency-budget", "nan"], "argument --latency-budget: nan is out of range; expected a number > 0"),
+    (SEARCH, ["--size-budget", "-1"], "argument --size-budget: -1 is out of range; expected a number > 0"),
+    (SEARCH, ["--train-minutes", "0"], "argument --train-minutes: 0 is out of range; expected a number > 0"),
+    (SEARCH, ["--qat-steps", "-1"], "argument --qat-steps: -1 is out of range; expected an integer >= 0"),
+    (SEARCH, ["--held-out-rays", "10"], "argument --held-out-rays: 10 is out of range; expected an integer >= 64"),
+    (SEARCH, ["--test-views", "0"], "argument --test-views: 0 is out of range; expected an integer >= 1"),
     (SEARCH, ["--evaluations", "0"], "argument --evaluations: 0 is out of range; expected an integer >= 1"),
-    (SEARCH, ["--latency-weight", "-1"], "--latency-weight -1.0: out of range"),
-    (SEARCH, ["--episodes", "1.5"], "argument --episodes: invalid int value: '1.5'"),
+    (SEARCH, ["--latency-weight", "-1"], "argument --latency-weight: -1 is out of range; expected a number >= 0"),
+    (SEARCH, ["--episodes", "1.5"], "argument --episodes: '1.5' is not an integer; expected an integer >= 1"),
+    (SEARCH, ["--refine-passes", "-1"], "argument --refine-passes: -1 is out of range; expected an integer >= 0"),
 ]
 
 
@@ -674,3 +676,20 @@ def test_catalogue_size():
     assert sum(CATALOGUE.values()) >= 90, CATALOGUE
     assert {b[0] for b, _, _ in CASES + FLAG_CASES} >= set(MAINS) | {"rtl.gen"}
     assert set(FORMATS) >= {"blender", "ngp", "llff", "policy", "hardware", "checkpoint"}
+
+
+GONE = [  # a command whose checkpoint's scene folder is not there any more, refused after its first checks
+    (SEARCH, ["--ckpt", "{tmp}/gone.pt", "--out", "{tmp}/search"]),
+    (QAT, ["--ckpt", "{tmp}/gone.pt", "--out", "{tmp}/qat"]),
+    (CAQ, ["--ckpt", "{tmp}/gone.pt", "--out", "{tmp}/caq"]),
+    (REPORT, ["--ckpt", "{tmp}/gone.pt", "--out", "{tmp}/report"]),
+]
+
+
+@pytest.mark.parametrize("base, args", GONE, ids=[b[0] for b, _ in GONE])
+def test_a_failed_run_leaves_no_empty_out(bad, tiny_ckpt, tmp_path, capsys, base, args):
+    st = checkpoint.load_state(tiny_ckpt)
+    torch.save({**st, "data": str(tmp_path / "moved_scene")}, tmp_path / "gone.pt")
+    status, err = call_main(base, args, bad, tiny_ckpt, tmp_path, capsys)
+    assert_one_line(status, err, "moved_scene")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gone.pt"], "the failed run left its --out behind"

@@ -18,6 +18,7 @@ from hero.data import DataError, load_scene, procedural
 from hero.data.rays import box_intersect, camera_dirs, image_rays, to_ndc
 from hero.data.scene import choose_downscale
 from hero.nerf.presets import MAX_SIDE
+from hero.nerf.render import camera_meta, prepare_rays
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,24 @@ def test_llff_loads_forward_facing(tmp_path):
     assert train.images.shape[1:] == (16, 20, 3)
     assert train.fx == pytest.approx(18.0)
     assert train.white_background is False
+
+
+def test_llff_ndc_box_holds_every_cameras_rays(tmp_path):
+    """Cameras away from the average one see past x, y = +-1 in NDC: the box holds every ray of every
+    view (train and test), from the near plane to infinity, so no ray is cut at the box's side."""
+    write_llff(tmp_path)
+    train, test = load_scene(tmp_path, "train"), load_scene(tmp_path, "test")
+    np.testing.assert_array_equal(train.aabb, test.aabb)  # one box for the model, whichever split
+    box = torch.from_numpy(train.aabb)
+    assert bool((box[0, :2] < -1).any() or (box[1, :2] > 1).any())  # these cameras do see past +-1
+    for sc in (train, test):
+        meta = camera_meta(sc)
+        for c2w in sc.c2w:
+            o, d = prepare_rays(*image_rays(torch.from_numpy(c2w), sc.height, sc.width, sc.fx, sc.fy, sc.cx, sc.cy),
+                                meta)
+            far = o + ((1 - o[:, 2]) / d[:, 2])[:, None] * d
+            for p in (o, far):
+                assert bool(((p >= box[0] - 1e-5) & (p <= box[1] + 1e-5)).all())
 
 
 def test_llff_bad_pose_matrix(tmp_path):

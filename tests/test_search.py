@@ -177,8 +177,8 @@ def test_latency_budget_is_enforced(tiny_ckpt, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--episodes", "0"], "--episodes 0: out of range"),
-    (["--refine-passes", "-1"], "--refine-passes -1: out of range"),
+    (["--episodes", "0"], "argument --episodes: 0 is out of range; expected an integer >= 1"),
+    (["--refine-passes", "-1"], "argument --refine-passes: -1 is out of range; expected an integer >= 0"),
     (["--hw", "fast"], "invalid choice: 'fast'"),
     (["--objective", "speed"], "error: argument --objective: invalid choice: 'speed' (choose from 'latency', 'cost')"),
     (["--hw-preset", "nope"], "no such file or preset"),

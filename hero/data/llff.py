@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hero.data.errors import DataError
+from hero.data.rays import ndc_box
 from hero.data.scene import Scene, check_same_size, image_size, pose_check, scaled_size, stack_images
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
@@ -131,7 +133,8 @@ def load(root: str | Path, split: str = "train", downscale: int = 1) -> Scene:
     test = idx[::TEST_EVERY]
     idx = test if split in ("val", "test") else [i for i in idx if i not in set(test)] or idx
     imgs, _ = stack_images([files[i] for i in idx], (w, h), False)
-    aabb = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], np.float32)  # the NDC box
+    # The NDC box: every camera's rays, train and test (poses only), from the near plane to infinity.
+    aabb = ndc_box(torch.from_numpy(poses[:, :, :4]), h, w, focal).numpy()
     return Scene(imgs, poses[idx].astype(np.float32), float(focal), float(focal), w / 2.0, h / 2.0, aabb,
                  white_background=False, ndc=True, near=0.0, far=1.0, name=root.name,
                  files=[str(files[i]) for i in idx])

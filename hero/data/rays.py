@@ -44,6 +44,23 @@ def to_ndc(origins: torch.Tensor, dirs: torch.Tensor, height: int, width: int, f
     return o_ndc, d_ndc
 
 
+def ndc_box(c2w: torch.Tensor, height: int, width: int, focal: float, step: float = 0.05) -> torch.Tensor:
+    """The box [[min xyz], [max xyz]] that holds every ray of the cameras c2w [N, 3, 4] in NDC, from the
+    near plane (z = -1) to infinity (z = 1), rounded outward to `step`. Cameras away from the average
+    one see past x, y = +-1 (fern's reach +-1.44), where a [-1, 1]^3 box would cut their rays."""
+    py = torch.tensor([0, 0, height - 1, height - 1])
+    px = torch.tensor([0, width - 1, 0, width - 1])
+    c = c2w.float()[:, None].expand(-1, 4, 3, 4).reshape(-1, 3, 4)
+    o, d = pixel_rays(c, px.repeat(len(c2w)), py.repeat(len(c2w)), focal, focal, width / 2.0, height / 2.0)
+    o, d = to_ndc(o, d, height, width, focal)
+    ends = torch.cat([o, o + ((1.0 - o[:, 2]) / d[:, 2])[:, None] * d])  # the near and the far end
+    lo = torch.floor(ends.amin(0) / step) * step
+    hi = torch.ceil(ends.amax(0) / step) * step
+    lo[2], hi[2] = -1.0, 1.0
+    return torch.stack([torch.minimum(lo, torch.tensor(-1.0, dtype=lo.dtype)),
+                        torch.maximum(hi, torch.tensor(1.0, dtype=hi.dtype))]).float()
+
+
 def box_intersect(origins: torch.Tensor, dirs: torch.Tensor, aabb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Entry and exit distances of rays through an axis-aligned box (exit < entry: a miss)."""
     inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)

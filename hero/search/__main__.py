@@ -9,7 +9,6 @@ default, or random, greedy, tpe, nsga2), --evaluations how many each gets (docs/
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from hero import cli
@@ -32,32 +31,37 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--method", choices=METHODS, default="ddpg",
                     help="search method: ddpg (the paper's, default), random, greedy, tpe, nsga2, or caq (the A-CAQ "
                          "baseline: hero.caq's learned policy, scored once) (docs/search.md)")
-    ap.add_argument("--episodes", type=int, default=60, help="DDPG episodes (other methods: see --evaluations)")
+    ap.add_argument("--episodes", type=cli.number(int, lo=1), default=60,
+                    help="DDPG episodes (other methods: see --evaluations)")
     ap.add_argument("--evaluations", type=cli.number(int, lo=1), default=None,
                     help="policy evaluations the method gets, refinement included (default: DDPG runs --episodes "
                          "and refines to convergence; the other methods get 3 x --episodes)")
-    ap.add_argument("--latency-budget", type=float, default=None, help="frame latency budget in ms")
-    ap.add_argument("--size-budget", type=float, default=None, help="model size budget in KiB")
+    ap.add_argument("--latency-budget", type=cli.number(float, lo=0, lo_open=True), default=None,
+                    help="frame latency budget in ms")
+    ap.add_argument("--size-budget", type=cli.number(float, lo=0, lo_open=True), default=None,
+                    help="model size budget in KiB")
     ap.add_argument("--objective", choices=OBJECTIVES, default="latency",
                     help="what the reward trades against PSNR: frame latency, or cost = latency x size "
                          "(default: latency)")
-    ap.add_argument("--latency-weight", type=float, default=3.0,
+    ap.add_argument("--latency-weight", type=cli.number(float, lo=0), default=3.0,
                     help="reward dB per unit of latency/latency_8bit, or with --objective cost of cost/cost_8bit")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=cli.number(int, lo=0), default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/search"))
-    ap.add_argument("--train-minutes", type=float, default=4.0, help="training time when no --ckpt is given")
+    ap.add_argument("--train-minutes", type=cli.number(float, lo=0, lo_open=True), default=4.0,
+                    help="training time when no --ckpt is given")
     ap.add_argument("--levelled-warmup", action="store_true",
                     help="DDPG's warm-up episodes each around one random level instead of HAQ's independent random "
                          "actions (docs/search.md)")
     ap.add_argument("--sensitivity-obs", action="store_true",
                     help="DDPG also observes each unit's sensitivity: its output perturbation at 4 bits on the "
                          "calibration samples (docs/search.md)")
-    ap.add_argument("--refine-passes", type=int, default=10,
+    ap.add_argument("--refine-passes", type=cli.number(int, lo=0), default=10,
                     help="most greedy one-bit passes over the agent's best policy; stops at a pass with no move "
                          "(0: off)")
-    ap.add_argument("--qat-steps", type=int, default=200, help="final QAT of the found policy")
-    ap.add_argument("--held-out-rays", type=int, default=16384, help="rays of held-out views scoring each episode")
-    ap.add_argument("--test-views", type=int, default=5, help="test views in the summary")
+    ap.add_argument("--qat-steps", type=cli.number(int, lo=0), default=200, help="final QAT of the found policy")
+    ap.add_argument("--held-out-rays", type=cli.number(int, lo=64), default=16384,
+                    help="rays of held-out views scoring each episode")
+    ap.add_argument("--test-views", type=cli.number(int, lo=1), default=5, help="test views in the summary")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -65,17 +69,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     ap = parser()
     a = ap.parse_args(argv)
-    for flag, value, ok in (("--episodes", a.episodes, a.episodes >= 1), ("--seed", a.seed, a.seed >= 0),
-                            ("--latency-budget", a.latency_budget, a.latency_budget is None or a.latency_budget > 0),
-                            ("--size-budget", a.size_budget, a.size_budget is None or a.size_budget > 0),
-                            ("--train-minutes", a.train_minutes, 0 < a.train_minutes < math.inf),
-                            ("--latency-weight", a.latency_weight, 0 <= a.latency_weight < math.inf),
-                            ("--qat-steps", a.qat_steps, a.qat_steps >= 0),
-                            ("--refine-passes", a.refine_passes, a.refine_passes >= 0),
-                            ("--held-out-rays", a.held_out_rays, a.held_out_rays >= 64),
-                            ("--test-views", a.test_views, a.test_views >= 1)):
-        if not ok:
-            ap.error(f"{flag} {value}: out of range")
     if a.method == "ddpg" and a.evaluations is not None and a.evaluations < a.episodes:
         ap.error(f"--evaluations {a.evaluations}: fewer than --episodes {a.episodes} (DDPG's episodes count in it)")
     if a.ckpt is not None and a.ckpt.is_dir():

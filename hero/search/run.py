@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from hero import atomic, checkpoint
+from hero.cli import Status
 from hero.interrupt import Interrupted, Interruptible
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.render import camera_meta
@@ -85,17 +86,6 @@ def scoring_setup(ckpt: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga
     return model, meta, test_scene, hwcfg, frame, scorer
 
 
-class Status:
-    """Status lines with the elapsed time, or nothing."""
-
-    def __init__(self, on: bool):
-        self.on, self.t0 = on, time.perf_counter()
-
-    def __call__(self, msg: str) -> None:
-        if self.on:
-            print(f"[{time.perf_counter() - self.t0:6.1f} s] {msg}", flush=True)
-
-
 def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga_ecp5", episodes: int = 60,
            latency_budget: float | None = None, size_budget_kib: float | None = None, seed: int = 0,
            latency_weight: float = 3.0, held_out: int = 16384, qat_steps: int = 200, test_views: int | None = 5,
@@ -117,10 +107,11 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "ddpg" and evaluations is not None and evaluations < episodes:
         raise ValueError(f"--evaluations {evaluations}: fewer than the {episodes} DDPG episodes (--episodes)")
-    out.mkdir(parents=True, exist_ok=True)
+    atomic.check_folder(out)  # created once the setup has loaded: a failed run leaves no empty --out
     t_start = time.perf_counter()
     model, meta, test_scene, hwcfg, frame, scorer = scoring_setup(ckpt, hw, hw_preset, seed, latency_weight,
                                                                   held_out, objective, progress)
+    atomic.make_folder(out)
     lat_share, mem_share = unit_shares(frame, model)
     sens = sensitivities(model, scorer.ranges.samples) if sensitivity_obs else None
     env = QuantEnv(model, units_of(model, lat_share, mem_share, sens))

@@ -130,7 +130,7 @@ def error_line(exc: BaseException) -> str:
 def run_sweep(sw: Sweep, address: str | None = None, num_cpus: int | None = None, log=print) -> dict:
     """Run every job not finished yet; returns {"rows": [...], "seconds": wall time, "ran": jobs run}."""
     t0 = time.perf_counter()
-    out = atomic.make_folder(sw.out).resolve()
+    out = atomic.check_folder(sw.out).resolve()  # made once the scenes are found: no empty folder on failure
     jobs = sw.jobs()
     scenes = {s.name: s for s in sw.scenes}
     test_views = sw.search["test_views"]
@@ -153,6 +153,7 @@ def run_sweep(sw: Sweep, address: str | None = None, num_cpus: int | None = None
                 results[job["id"]] = st["result"]
                 continue
         todo.append(job)
+    atomic.make_folder(out)
     log(f"sweep {sw.path}: {len(jobs)} jobs, {len(jobs) - len(todo)} finished before, {len(todo)} to run")
     if todo:
         _run_on_ray(sw, todo, ckpts, scenes, out, results, address, num_cpus, log, t0)
