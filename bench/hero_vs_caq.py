@@ -92,8 +92,8 @@ class SceneScoring:
         self.name, self.ckpt, self.a, self.out = name, ckpt, a, out
         self.model, meta = checkpoint.load(ckpt)
         _, _, test = checkpoint_scenes(meta)
-        wl = workload_from_frame(self.model, meta["occupancy"], torch.from_numpy(test.c2w[0]), camera_meta(test),
-                                 meta["dt"], meta["max_steps"], name=f"{name} test view 0")
+        wl = workload_from_frame(self.model, meta["render"].grid, torch.from_numpy(test.c2w[0]), camera_meta(test),
+                                 meta["render"].dt, meta["render"].max_steps, name=f"{name} test view 0")
         self.frames = {p: FrameModel(wl, load_hardware(p), get_backend("rtl_calibrated")) for p in presets}
         self.levels = [n for n, k, _ in self.model.quant_units() if k == "hash_level"]
         self.layers = [n for n, k, _ in self.model.quant_units() if k == "linear"]
@@ -135,8 +135,8 @@ def run_caq(sc: SceneScoring, a, t0: float) -> list[dict]:
 
     model, meta = checkpoint.load(sc.ckpt)
     train, _, _ = checkpoint_scenes(meta)
-    train_psnr = loss_to_psnr(float_loss(model, meta["occupancy"], train, meta["dt"], meta["max_steps"],
-                                         meta["background"], a.caq_rays, 0))
+    r = meta["render"]
+    train_psnr = loss_to_psnr(float_loss(model, r.grid, train, r.dt, r.max_steps, r.background, a.caq_rays, 0))
     points = []
     for s in caq_settings(a, train_psnr):
         out = sc.out / "caq" / f"{s['tag']}_lam{a.caq_lambda:g}_s{a.caq_steps}_r{a.caq_rays}"

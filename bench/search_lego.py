@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         return {"psnr": ev["psnr"], "latency_ms": lat, "size_bits": qn.size_bits()["total"]}
 
     uniform = {b: score(Policy.uniform(model, b, act_bits=b)) for b in range(2, 9)}
-    print(f"\n{Path(meta['data']).name}, first {a.views} test views, post-training quantization; "
+    print(f"\n{Path(meta['render'].data).name}, first {a.views} test views, post-training quantization; "
           f"{a.hw_preset}, rtl_calibrated")
     print(f"{'policy':<12}{'PSNR dB':>9}{'latency ms':>12}{'size KiB':>10}")
     for b, r in uniform.items():

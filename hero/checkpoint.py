@@ -89,6 +89,10 @@ class RenderSettings:
         return self.grid, self.dt, self.max_steps, self.background
 
 
+#: the saved state's keys that load as meta["render"] (RenderSettings), not as keys of their own
+RENDER_KEYS = ("data", "occupancy", "dt", "max_steps", "background")
+
+
 def locate_data(recorded: str, ckpt: str | Path) -> str:
     """The scene folder a checkpoint records, found from any current folder: as recorded when it
     exists (absolute, or relative to the current folder), else relative to a folder above the
@@ -116,9 +120,9 @@ def _downscale(cfg: dict) -> int:
 
 
 def load(path: str | Path, device: str = "cpu"):
-    """(model, meta) from a checkpoint. meta has 'config', 'step', 'occupancy' (an OccupancyGrid),
-    'camera' (intrinsics of the training scene), 'dt', 'max_steps', 'background', 'data' (located by
-    locate_data), and 'render', all of those as one RenderSettings."""
+    """(model, meta) from a checkpoint. meta has 'config', 'step', 'camera' (intrinsics of the training
+    scene) and 'render', the render settings as one RenderSettings (the scene folder located by
+    locate_data, the downscale, the occupancy grid, the step, the steps and the background)."""
     from hero.nerf.model import NGPField
     from hero.nerf.occupancy import OccupancyGrid
 
@@ -137,8 +141,6 @@ def load(path: str | Path, device: str = "cpu"):
                               f"({_why(e)}); expected a checkpoint "
                               "written by python -m hero.train") from None
     model.eval()
-    meta = {k: v for k, v in st.items() if k not in ("model", "optimizer", "occupancy")}
-    meta["occupancy"] = grid
-    meta["data"] = data
+    meta = {k: v for k, v in st.items() if k not in ("model", "optimizer", *RENDER_KEYS)}
     meta["render"] = render
     return model, meta

@@ -99,7 +99,8 @@ def _calibrated_field(tiny_ckpt):
 
     train, _, _ = checkpoint_scenes(meta)
     field = CAQField(model)
-    calibrate(field, meta["occupancy"], train, meta["dt"], meta["max_steps"], meta["background"], 256, 2, 0, False)
+    r = meta["render"]
+    calibrate(field, r.grid, train, r.dt, r.max_steps, r.background, 256, 2, 0, False)
     return field, meta, train
 
 
@@ -140,8 +141,8 @@ def test_bits_follow_the_bit_objective_and_the_rest_only_the_loss(tiny_ckpt):
                 "ranges": torch.optim.Adam(field.range_parameters(), lr=1e-3),
                 "bits": torch.optim.Adam(field.bit_parameters(), lr=1e-2)}
         for k in range(2):
-            train_step(field, opts, meta["occupancy"], train, meta["dt"], meta["max_steps"], meta["background"],
-                       256, 0, k, 30, t_loss, lam)
+            r = meta["render"]
+            train_step(field, opts, r.grid, train, r.dt, r.max_steps, r.background, 256, 0, k, 30, t_loss, lam)
         after = [float(p.detach()) for p in field.bit_parameters()]
         results.append((field, before, after))
     (f1, b1, a1), (f2, _, a2) = results
@@ -158,8 +159,8 @@ def test_one_backward_pass_gives_the_bit_objectives_gradient(tiny_ckpt, t_loss):
     field, meta, train = _calibrated_field(tiny_ckpt)
     o, d, target = batch(train, 256, 0, 0)
     torch.manual_seed(0)
-    loss = smooth_l1(render_rays(field, meta["occupancy"], o, d, meta["dt"], meta["max_steps"],
-                                 meta["background"])[0], target)
+    r = meta["render"]
+    loss = smooth_l1(render_rays(field, r.grid, o, d, r.dt, r.max_steps, r.background)[0], target)
     bits = field.bit_parameters()
     ref = torch.autograd.grad(bit_objective(loss, t_loss, 1e-3, field.penalty()), bits, retain_graph=True)
     loss.backward()

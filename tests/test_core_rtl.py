@@ -33,8 +33,8 @@ TESTCASES = ["quantized_nerf_samples", "backpressure_and_gaps", "refused_config"
 @pytest.fixture(scope="module")
 def setup(tiny_ckpt):
     model, meta = checkpoint.load(tiny_ckpt)
-    scene = load_scene(meta["data"], "train", meta["config"].get("downscale", 1))
-    pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=128)
+    scene = load_scene(meta["render"].data, "train", meta["config"].get("downscale", 1))
+    pos, dirs = training_samples(meta["render"].grid, scene, meta["render"].dt, meta["render"].max_steps, n_rays=128)
     return model, meta, pos, dirs, calibrate_ranges(model, pos, dirs)
 
 
@@ -88,9 +88,10 @@ def test_core_renders_a_tile_of_a_test_view_exactly(setup, quantized, tmp_path):
     8x8 core; composited on the host, its pixels equal the integer path's rendered tile exactly."""
     model, meta, *_ = setup
     model_path, _, qn = quantized("mixed")
-    test = load_scene(meta["data"], "test", meta["config"].get("downscale", 1))
+    test = load_scene(meta["render"].data, "test", meta["config"].get("downscale", 1))
     cam = camera_meta(test)
-    s = frame_samples(meta["occupancy"], torch.from_numpy(test.c2w[0]), cam, meta["dt"], meta["max_steps"])
+    r = meta["render"]
+    s = frame_samples(r.grid, torch.from_numpy(test.c2w[0]), cam, r.dt, r.max_steps)
     counts = torch.bincount(s.ray_ids, minlength=s.n_rays).reshape(cam["height"], cam["width"])
     # The tile of fewest samples whose every pixel has some (a short simulation that still composites).
     tiles = [(int(counts[r:r + TILE, c:c + TILE].sum()), r, c)
@@ -109,8 +110,8 @@ def test_core_renders_a_tile_of_a_test_view_exactly(setup, quantized, tmp_path):
             tag="core_8x8w8")
     with np.load(out) as z:
         got = pixels(*qn.host_outputs(torch.from_numpy(z["density"]), torch.from_numpy(z["color"])), tile,
-                     meta["background"])
-    want = pixels(*qn.forward_int(tile.positions, sh), tile, meta["background"])
+                     meta["render"].background)
+    want = pixels(*qn.forward_int(tile.positions, sh), tile, meta["render"].background)
     assert len(tile) > 4 * TILE * TILE
     assert torch.equal(got, want), f"the core's tile differs from the integer path's by {(got - want).abs().max()}"
 

@@ -76,7 +76,7 @@ def test_qat_selection_never_worse_than_ptq_on_held_out_rays(trained_ckpt, tmp_p
     train_scene, val_scene, test_scene = checkpoint_scenes(meta)
     rays = held_out_rays(val_scene, 1024, seed=0)
     ranges = calibrated_ranges(model, meta, train_scene, 0)
-    args = (meta["occupancy"], rays, meta["dt"], meta["max_steps"], meta["background"])
+    args = (meta["render"].grid, rays, meta["render"].dt, meta["render"].max_steps, meta["render"].background)
 
     def held_out_psnr(m, r=ranges) -> float:
         return rays_psnr(FakeQuantField(QuantizedNeRF(m, policy, r)), *args)
@@ -94,8 +94,8 @@ def test_qat_selection_never_worse_than_ptq_on_held_out_rays(trained_ckpt, tmp_p
         assert psnr == pytest.approx(res["val_psnr"], abs=1e-9) and psnr >= ptq
     # lr 1: every fine-tuned checkpoint is worse than PTQ, so step 0 is what comes back, test PSNR included
     assert all(h["val_psnr"] < ptq for h in res["history"][1:]) and res["best_step"] == 0
-    ptq_test = evaluate_views(FakeQuantField(QuantizedNeRF(model, policy, ranges)), meta["occupancy"], test_scene,
-                              meta["dt"], meta["max_steps"], meta["background"], 1)["psnr"]
+    ptq_test = evaluate_views(FakeQuantField(QuantizedNeRF(model, policy, ranges)), meta["render"].grid, test_scene,
+                              meta["render"].dt, meta["render"].max_steps, meta["render"].background, 1)["psnr"]
     assert res["psnr"] == pytest.approx(ptq_test, abs=1e-6)
     # The state is keyed on every setting but the length: another learning rate is refused.
     with pytest.raises(PolicyError, match="another policy or mode .*lr"):

@@ -36,7 +36,7 @@ MIXED = {"tables": [8, 5, 3, 2], "weights": [8, 4, 6, 3, 5], "activations": [8, 
 def setup(tiny_ckpt):
     model, meta = checkpoint.load(tiny_ckpt)
     scene = checkpoint_scene(meta, "train")
-    pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=256)
+    pos, dirs = training_samples(meta["render"].grid, scene, meta["render"].dt, meta["render"].max_steps, n_rays=256)
     return model, pos, dirs, calibrate_ranges(model, pos, dirs)
 
 
@@ -301,7 +301,7 @@ def test_weight_calibration_inputs_follow_the_rendered_light(tiny_ckpt):
     """Density inputs are drawn by transmittance, colour inputs by rendering weight."""
     model, meta = checkpoint.load(tiny_ckpt)
     scene = checkpoint_scene(meta, "train")
-    s = training_march(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=256)
+    s = training_march(meta["render"].grid, scene, meta["render"].dt, meta["render"].max_steps, n_rays=256)
     imp = rendering_importance(model, s)
     for p in imp.values():
         assert len(p) == len(s) and float(p.min()) > 0 and abs(float(p.sum()) - 1) < 1e-9

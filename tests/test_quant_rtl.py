@@ -21,7 +21,7 @@ def exported(tiny_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("qrtl")
     model, meta = checkpoint.load(tiny_ckpt)
     scene = checkpoint_scene(meta, "train")
-    pos, dirs = training_samples(meta["occupancy"], scene, meta["dt"], meta["max_steps"], n_rays=128)
+    pos, dirs = training_samples(meta["render"].grid, scene, meta["render"].dt, meta["render"].max_steps, n_rays=128)
     qn = QuantizedNeRF(model, mixed_policy(model), calibrate_ranges(model, pos, dirs))
     n = 16
     art = qn.frozen()

@@ -44,7 +44,7 @@ def test_train_learns_saves_and_resumes(scene_dir, tmp_path):
     assert not list(out.glob("*.tmp"))
     model, meta = checkpoint.load(out / "checkpoint.pt")
     assert meta["step"] == 120
-    occ = float(meta["occupancy"].bitfield.float().mean())
+    occ = float(meta["render"].grid.bitfield.float().mean())
     assert 0.0 < occ < 0.9  # empty space was found
     assert [n for n, _, _ in model.quant_units()][-1] == "color.fc2"
     before = model.density.fc0.weight.clone()
@@ -186,12 +186,12 @@ def test_a_checkpoint_works_from_any_folder(scene_dir, tmp_path, monkeypatch):
     train(cfg("runs/data/scene", "runs/a", steps=2))
     monkeypatch.chdir(tmp_path)
     _, meta = checkpoint.load(proj / "runs" / "a" / "checkpoint.pt")
-    assert meta["data"] == str(data) and meta["render"].data == str(data) and meta["render"].downscale == 1
+    assert meta["render"].data == str(data) and meta["render"].downscale == 1
     assert len(checkpoint_scenes(meta)[2].c2w) == 1
     # a checkpoint from before: the path relative to the folder it was made in, opened from elsewhere
     st = checkpoint.load_state(proj / "runs" / "a" / "checkpoint.pt")
     checkpoint.save(proj / "runs" / "b" / "checkpoint.pt", {**st, "data": "runs/data/scene"})
-    assert checkpoint.load(proj / "runs" / "b" / "checkpoint.pt")[1]["data"] == str(data)
+    assert checkpoint.load(proj / "runs" / "b" / "checkpoint.pt")[1]["render"].data == str(data)
     checkpoint.save(tmp_path / "c.pt", {**st, "data": str(tmp_path / "gone")})
     with pytest.raises(DataError, match="gone.*the scene this checkpoint was trained on is not there"):
         checkpoint_scenes(checkpoint.load(tmp_path / "c.pt")[1])

@@ -77,8 +77,9 @@ def scoring_setup(ckpt: Path, hw: str = "rtl_calibrated", hw_preset: str = "fpga
     ranges = calibrated_ranges(model, meta, train_scene, seed)
     hwcfg = load_hardware(hw_preset)
     status(f"preparing the frame workload: test view 0 ({test_scene.width}x{test_scene.height}) on {hwcfg.name}")
-    wl = workload_from_frame(model, meta["occupancy"], torch.from_numpy(test_scene.c2w[0]), camera_meta(test_scene),
-                             meta["dt"], meta["max_steps"], name=f"{Path(meta['data']).name} test view 0")
+    r = meta["render"]
+    wl = workload_from_frame(model, r.grid, torch.from_numpy(test_scene.c2w[0]), camera_meta(test_scene), r.dt,
+                             r.max_steps, name=f"{Path(r.data).name} test view 0")
     frame = FrameModel(wl, hwcfg, get_backend(hw))
     status(f"drawing {held_out} held-out rays of the validation views ({wl.n_samples} frame samples traced)")
     scorer = Scorer(model, meta, ranges, held_out_rays(val_scene, held_out, seed), frame, latency_weight, objective)
@@ -299,7 +300,7 @@ def finish(out, ckpt, model, meta, test_scene, scorer, frame, found, rows, best,
     from hero.qat import STATE as QAT_STATE
     from hero.qat import qat
 
-    grid, dt, steps, bg = meta["occupancy"], meta["dt"], meta["max_steps"], meta["background"]
+    grid, dt, steps, bg = meta["render"].render_args()
     fp32_bits = fp32_size_bits(model)
     summary = {"hardware": hwcfg.name, "backend": hw, "objective": scorer.objective,
                "latency_weight": scorer.latency_weight, "episodes": len(rows), "best_episode": best["episode"]}

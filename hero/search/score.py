@@ -72,8 +72,8 @@ class Scorer:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         self.objective = objective
-        self.model, self.grid, self.ranges = model, meta["occupancy"], ranges
-        self.dt, self.max_steps, self.bg = meta["dt"], meta["max_steps"], meta["background"]
+        self.model, self.ranges = model, ranges
+        self.grid, self.dt, self.max_steps, self.bg = meta["render"].render_args()
         self.rays, self.frame, self.latency_weight = rays, frame, latency_weight
         self.level_names = [n for n, k, _ in model.quant_units() if k == "hash_level"]
         self.layer_names = [n for n, k, _ in model.quant_units() if k == "linear"]
