@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import flags
 from bench import heu as heu_bench
 from bench.mlp_engine import native_speed as mlp_native_speed
+from hero import cli
 from sim_py.backends import get_backend
 from sim_py.calibrate import (
     CORE_FIT_CASES,
@@ -36,7 +38,6 @@ from sim_py.calibrate import (
     sweep_mlp_engine,
 )
 from sim_py.frame import FrameModel
-from sim_py.hw import load_hardware
 from sim_py.report import frame_workload_from_checkpoint
 
 #: Configurations that the fit never saw.
@@ -96,13 +97,14 @@ def default_checkpoint() -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.cycle_model", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(prog="python -m bench.cycle_model", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=None, help="checkpoint whose test view 0 is the frame")
-    ap.add_argument("--hw", default="fpga_ecp5")
+    ap.add_argument("--hw", default="fpga_ecp5", help="hardware preset name or TOML file (fpga_ecp5)")
     a = ap.parse_args(argv)
-    if a.ckpt is not None and not a.ckpt.is_file():
-        ap.error(f"--ckpt {a.ckpt}: no such file")
+    if a.ckpt is not None:
+        flags.checkpoint_file(ap, "--ckpt", a.ckpt)
+    [hw] = flags.hardware(ap, "--hw", [a.hw])
     model = get_backend("rtl_calibrated")
 
     core_rows, core_rate = held_out_core(model)
@@ -118,10 +120,12 @@ def main(argv=None) -> int:
         print(f"max error {unit}: {err:.3f}% over {sum(r['unit'] == unit for r in rows)} points")
     max_err = max(per_unit.values())
 
-    hw = load_hardware(a.hw)
     ckpt = a.ckpt or default_checkpoint()
     t0 = time.perf_counter()
-    wl = frame_workload_from_checkpoint(ckpt, 0)
+    try:
+        wl = frame_workload_from_checkpoint(ckpt, 0)
+    except cli.BadInput as e:  # the checkpoint's scene is not there
+        return cli.refuse(str(e))
     fm = FrameModel(wl, hw, model)
     prep_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)

@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from hero import cli
+
 
 def vm_kb(key: str) -> int:
     with open("/proc/self/status") as f:
@@ -76,32 +78,28 @@ def time_to_reach(curve, target: float) -> float | None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.hard_samples")
+    ap = cli.ArgumentParser(prog="python -m bench.hard_samples")
     ap.add_argument("--data", default="procedural")
-    ap.add_argument("--downscale", type=int, default=1)
-    ap.add_argument("--minutes", type=float, default=2.0, help="training budget of each variant")
-    ap.add_argument("--keep", type=float, default=0.25, help="share of each batch's samples that get a backward")
-    ap.add_argument("--views", type=int, default=4, help="test views for the PSNR curve")
-    ap.add_argument("--every", type=float, default=10.0, help="seconds of training between curve points")
-    ap.add_argument("--seed", type=int, default=0, help="first seed")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds (runs of each variant), default 3")
-    ap.add_argument("--margin", type=float, default=1.0,
-                    help="dB below the lower final PSNR where the time ratio is read, default 1.0")
+    ap.add_argument("--downscale", type=cli.downscale, default=1, help="images at 1/N resolution, or auto (default 1)")
+    ap.add_argument("--minutes", type=cli.number(float, lo=0, lo_open=True), default=2.0,
+                    help="training budget of each variant")
+    ap.add_argument("--keep", type=cli.number(float, lo=0, hi=1, lo_open=True), default=0.25,
+                    help="share of each batch's samples that get a backward, in (0, 1]")
+    ap.add_argument("--views", type=cli.number(int, lo=1), default=4, help="test views for the PSNR curve")
+    ap.add_argument("--every", type=cli.number(float, lo=0, lo_open=True), default=10.0,
+                    help="seconds of training between curve points")
+    ap.add_argument("--seed", type=cli.number(int, lo=0), default=0, help="first seed")
+    ap.add_argument("--seeds", type=cli.number(int, lo=1), default=3, help="seeds (runs of each variant), default 3")
+    ap.add_argument("--margin", type=cli.number(float, lo=0, hi=20, lo_open=True), default=1.0,
+                    help="dB below the lower final PSNR where the time ratio is read, in (0, 20], default 1.0")
     ap.add_argument("--unit", choices=["samples", "rays"], default="samples", help="what mining selects")
     ap.add_argument("--variant", choices=["base", "hard"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    from hero.train import check_hard_keep
-
-    try:
-        check_hard_keep(a.keep, "--keep")
-    except ValueError as e:
-        ap.error(str(e))
-    if a.seeds < 1:
-        ap.error(f"--seeds {a.seeds}: expected at least 1")
-    if not 0 < a.margin < 20:
-        ap.error(f"--margin {a.margin}: expected a number of dB in (0, 20)")
     if a.variant:
-        worker(a)
+        try:
+            worker(a)
+        except ValueError as e:  # DataError: the scene; a --downscale it cannot take
+            return cli.refuse(str(e))
         return 0
     if a.data == "procedural":
         from hero.train import resolve_data
@@ -116,6 +114,9 @@ def main(argv=None) -> int:
                    "--every", str(a.every), "--seed", str(a.seed + k), "--unit", a.unit]
             print(f"seed {a.seed + k}: running {v} ({a.minutes} min of training) ...", flush=True)
             r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode == cli.BAD_INPUT:  # the worker's one line about the input
+                print(r.stderr.strip().splitlines()[-1], file=sys.stderr)
+                return cli.BAD_INPUT
             if r.returncode != 0:
                 print(r.stderr[-3000:])
                 return 1

@@ -7,12 +7,12 @@ Last line: speedup=<x> max_abs_err=<e>  (error: max over the forward features an
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 
+from hero import cli
 from hero.nerf.cpu import tune_allocator
 from hero.nerf.hashgrid import HashGrid, encode_reference, native
 from hero.nerf.presets import preset
@@ -33,9 +33,9 @@ def fwd_bwd_reference(g: HashGrid, x: torch.Tensor, go: torch.Tensor) -> torch.T
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.hashgrid")
-    ap.add_argument("--n", type=int, default=1 << 18, help="samples per call")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap = cli.ArgumentParser(prog="python -m bench.hashgrid")
+    ap.add_argument("--n", type=cli.number(int, lo=1), default=1 << 18, help="samples per call")
+    ap.add_argument("--repeats", type=cli.number(int, lo=1), default=3)
     ap.add_argument("--config", default="cpu", choices=["cpu", "paper"])
     a = ap.parse_args(argv)
     tune_allocator()

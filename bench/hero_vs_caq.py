@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from bench import fronts
-from hero import atomic, checkpoint
+from bench import flags, fronts
+from hero import atomic, checkpoint, cli
 from hero.nerf.render import camera_meta
 from hero.quant.calib import checkpoint_scenes
 from hero.quant.policy import Policy, load_policy
@@ -69,9 +69,7 @@ def log(msg: str, t0: float) -> None:
 
 
 def scene_checkpoint(scene: str, a) -> Path:
-    if scene == "lego":
-        if not a.lego_ckpt.is_file():
-            raise SystemExit(f"error: --lego-ckpt {a.lego_ckpt}: no such file (train it: python -m bench.train_lego)")
+    if scene == "lego":  # checked in main
         return a.lego_ckpt
     if not a.procedural_ckpt.is_file():
         from hero.train import default_config, train
@@ -220,46 +218,41 @@ def plot(path: Path, title: str, groups: dict[str, list[dict]]) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.hero_vs_caq", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(prog="python -m bench.hero_vs_caq", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenes", nargs="+", choices=("procedural", "lego"), default=["procedural", "lego"])
     ap.add_argument("--presets", nargs="+", default=["fpga_ecp5", "edge_asic"])
     ap.add_argument("--lego-ckpt", type=Path, default=LEGO_CKPT)
     ap.add_argument("--procedural-ckpt", type=Path, default=PROCEDURAL_CKPT,
                     help=f"trained here if missing (cpu preset, {PROCEDURAL_STEPS} steps)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_hero_vs_caq"))
-    ap.add_argument("--views", type=int, default=3, help="test views that score every policy")
-    ap.add_argument("--qat-steps", type=int, default=100, help="the common QAT budget: steps")
-    ap.add_argument("--qat-rays", type=int, default=1024, help="the common QAT budget: rays per step")
-    ap.add_argument("--qat-lr", type=float, default=None, help="the common QAT budget: learning rate "
-                    "(default: hero.qat's)")
-    ap.add_argument("--caq-offsets", type=float, nargs="+", default=[1.0, 2.5, 4.0],
+    ap.add_argument("--views", type=cli.number(int, lo=1), default=3, help="test views that score every policy")
+    ap.add_argument("--qat-steps", type=cli.number(int, lo=0), default=100, help="the common QAT budget: steps")
+    ap.add_argument("--qat-rays", type=cli.number(int, lo=1), default=1024,
+                    help="the common QAT budget: rays per step")
+    ap.add_argument("--qat-lr", type=cli.number(float, lo=0), default=None,
+                    help="the common QAT budget: learning rate (default: hero.qat's)")
+    ap.add_argument("--caq-offsets", type=cli.number(float, lo=0), nargs="+", default=[1.0, 2.5, 4.0],
                     help="MGL targets, dB below the float model's training PSNR")
-    ap.add_argument("--caq-lambda", type=float, default=1e-3)
-    ap.add_argument("--caq-steps", type=int, default=200)
-    ap.add_argument("--caq-rays", type=int, default=1024)
-    ap.add_argument("--caq-calib", type=int, default=10, help="CAQ's calibration batches")
-    ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0],
+    ap.add_argument("--caq-lambda", type=cli.number(float, lo=0), default=1e-3)
+    ap.add_argument("--caq-steps", type=cli.number(int, lo=1), default=200)
+    ap.add_argument("--caq-rays", type=cli.number(int, lo=1), default=1024)
+    ap.add_argument("--caq-calib", type=cli.number(int, lo=1), default=10, help="CAQ's calibration batches")
+    ap.add_argument("--weights", type=cli.number(float, lo=0, lo_open=True), nargs="+", default=[1.0, 2.0, 4.0, 8.0],
                     help="HERO's latency weights, one search each")
     ap.add_argument("--objectives", nargs="+", choices=OBJECTIVES, default=list(OBJECTIVES),
                     help="HERO's objectives (each gets its front)")
-    ap.add_argument("--episodes", type=int, default=20)
-    ap.add_argument("--held-out-rays", type=int, default=2048)
-    ap.add_argument("--refine-passes", type=int, default=2)
+    ap.add_argument("--episodes", type=cli.number(int, lo=1), default=20)
+    ap.add_argument("--held-out-rays", type=cli.number(int, lo=64), default=2048)
+    ap.add_argument("--refine-passes", type=cli.number(int, lo=0), default=2)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    for flag, v, ok in (("--views", a.views, a.views >= 1), ("--qat-steps", a.qat_steps, a.qat_steps >= 0),
-                        ("--qat-rays", a.qat_rays, a.qat_rays >= 1), ("--caq-steps", a.caq_steps, a.caq_steps >= 1),
-                        ("--episodes", a.episodes, a.episodes >= 1), ("--weights", a.weights, min(a.weights) > 0)):
-        if not ok:
-            ap.error(f"{flag} {v}: out of range")
-    from sim_py.hw import HardwareError
-
-    try:
-        for p in a.presets:
-            load_hardware(p)
-    except HardwareError as e:
-        ap.error(f"--presets: {e}")
+    flags.hardware(ap, "--presets", a.presets)
+    if "lego" in a.scenes:
+        flags.checkpoint_file(ap, "--lego-ckpt", a.lego_ckpt, flags.TRAIN_LEGO)
+    if "procedural" in a.scenes and a.procedural_ckpt.exists():  # else trained here
+        flags.checkpoint_file(ap, "--procedural-ckpt", a.procedural_ckpt)
+    flags.out_folder(ap, a.out)
     if a.qat_lr is None:
         import inspect
 
@@ -269,7 +262,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     results, md, pair_ratios = {}, [], []
     for scene in a.scenes:
-        sc = SceneScoring(scene, scene_checkpoint(scene, a), a.presets, a, a.out / scene)
+        try:
+            sc = SceneScoring(scene, scene_checkpoint(scene, a), a.presets, a, a.out / scene)
+        except cli.BadInput as e:  # the checkpoint's scene is not there
+            return cli.refuse(str(e))
         caq_pts = run_caq(sc, a, t0)
         uni = [{"method": "uniform", "setting": f"u{b}", "policy": Policy.uniform(sc.model, b, act_bits=b)}
                for b in UNIFORM_BITS]

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hero import cli
 from hero.intarith import HASH_MAX_BITS, HASH_MIN_BITS, hash_words_per_level
-from rtl.gen import heu
-from rtl.heu import config_layout, point_layout, result_layout, table_layout
+from rtl.gen import flag_error, heu
+from rtl.heu import check_heu_params, config_layout, point_layout, result_layout, table_layout
 from sim_py.heu import cycles_per_batch, cycles_per_point, latency
 from verif import sim
 from verif.heu_ref import random_points, random_setup
@@ -36,22 +37,24 @@ BITS = (2, 4, 8)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.heu", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--features", type=int, default=2)
-    ap.add_argument("--log2t", type=int, default=10)
-    ap.add_argument("--word-bits", type=int, default=32)
-    ap.add_argument("--points", type=int, default=64)
+    ap = cli.ArgumentParser(prog="python -m bench.heu", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--features", type=cli.number(int), default=2, help="features per entry F")
+    ap.add_argument("--log2t", type=cli.number(int), default=10, help="log2 of the table size T per level")
+    ap.add_argument("--word-bits", type=cli.number(int), default=32, help="table memory word width W")
+    ap.add_argument("--points", type=cli.number(int, lo=1), default=64, help="points per batch")
     a = ap.parse_args(argv)
     f, log2t, w, n = a.features, a.log2t, a.word_bits, a.points
+    try:  # the legal ranges are the HEU's: every L of the sweep must build
+        for levels in LEVELS:
+            check_heu_params(levels, f, log2t, w, None)
+    except ValueError as e:
+        ap.error(flag_error(str(e)))
     os.environ.setdefault("COCOTB_LOG_LEVEL", "WARNING")  # the simulator runs inherit it: only the tables
     measured, sim_cycles, sim_seconds, mismatches = {}, 0, 0.0, 0
     with tempfile.TemporaryDirectory() as tmp:
         for levels in LEVELS:
-            try:
-                dut = heu(levels, f, log2t, w)
-            except ValueError as e:
-                ap.error(str(e))
+            dut = heu(levels, f, log2t, w)
             build = sim.build(dut, "heu", waves=False)
             for bits in BITS:
                 out = Path(tmp) / f"L{levels}b{bits}.json"

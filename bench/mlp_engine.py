@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from hero.intarith import ACT_BITS, REQ_MULT_BITS
-from rtl.gen import mlp_engine
+from hero import cli
+from hero.intarith import ACT_BITS, MAX_WBITS, MIN_WBITS, REQ_MULT_BITS
+from rtl.gen import flag_error, mlp_engine
 from rtl.mlp_engine import operand_layout, result_layout
 from sim_py.mlp_engine import cycles_per_tile
 from verif import sim
@@ -27,16 +28,18 @@ KS = (1, 16, 64, 256, 1024)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.mlp_engine", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=8)
-    ap.add_argument("--cols", type=int, default=8)
-    ap.add_argument("--max-wbits", type=int, default=8)
+    ap = cli.ArgumentParser(prog="python -m bench.mlp_engine", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=cli.number(int), default=8, help="PE rows R (samples per tile)")
+    ap.add_argument("--cols", type=cli.number(int), default=8, help="PE columns C (outputs per tile)")
+    ap.add_argument("--max-wbits", type=cli.number(int, lo=MIN_WBITS, hi=MAX_WBITS), default=8,
+                    help=f"widest weight, {MIN_WBITS}..{MAX_WBITS} (the weight formats'; the sweep runs each)")
     a = ap.parse_args(argv)
-    try:
-        build = sim.build(mlp_engine(a.rows, a.cols, a.max_wbits), "mlp_engine", waves=False)
+    try:  # the legal ranges are the engine's
+        engine = mlp_engine(a.rows, a.cols, a.max_wbits)
     except ValueError as e:
-        ap.error(str(e))
+        ap.error(flag_error(str(e)))
+    build = sim.build(engine, "mlp_engine", waves=False)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sweep.json"
         params = {"rows": a.rows, "cols": a.cols, "max_wbits": a.max_wbits, "acc_bits": 32, "seed": 3,

@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hero import checkpoint
+from bench import flags
+from hero import checkpoint, cli
 from hero.nerf.evaluate import evaluate_views
 from hero.qat import LR, RAYS, STEPS, qat
 from hero.quant.calib import calibrated_ranges, checkpoint_scenes
@@ -44,20 +45,26 @@ def mixed_policy(model) -> Policy:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.quant", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(prog="python -m bench.quant", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
-    ap.add_argument("--views", type=int, default=5, help="test views for PSNR")
-    ap.add_argument("--qat-steps", type=int, default=STEPS, help="QAT budget: steps (default %(default)s)")
-    ap.add_argument("--qat-rays", type=int, default=RAYS, help="QAT budget: rays per step (default %(default)s)")
-    ap.add_argument("--qat-lr", type=float, default=LR, help="QAT budget: learning rate (default %(default)s)")
+    ap.add_argument("--views", type=cli.number(int, lo=1), default=5, help="test views for PSNR")
+    ap.add_argument("--qat-steps", type=cli.number(int, lo=0), default=STEPS,
+                    help="QAT budget: steps (default %(default)s)")
+    ap.add_argument("--qat-rays", type=cli.number(int, lo=1), default=RAYS,
+                    help="QAT budget: rays per step (default %(default)s)")
+    ap.add_argument("--qat-lr", type=cli.number(float, lo=0), default=LR,
+                    help="QAT budget: learning rate (default %(default)s)")
     ap.add_argument("--out", type=Path, default=Path("runs/bench_quant"))
     a = ap.parse_args(argv)
-    if not a.ckpt.is_file():
-        ap.error(f"--ckpt {a.ckpt}: no such file (train one with `python -m bench.train_lego`)")
+    flags.checkpoint_file(ap, "--ckpt", a.ckpt, flags.TRAIN_LEGO)
+    flags.out_folder(ap, a.out)
     t0 = time.perf_counter()
-    model, meta = checkpoint.load(a.ckpt)
-    train_scene, _, test_scene = checkpoint_scenes(meta)
+    try:
+        model, meta = checkpoint.load(a.ckpt)
+        train_scene, _, test_scene = checkpoint_scenes(meta)
+    except cli.BadInput as e:  # the checkpoint's scene is not there
+        return cli.refuse(str(e))
     grid, dt, steps, bg = meta["render"].render_args()
     ranges = calibrated_ranges(model, meta, train_scene)
     fp32_bits = fp32_size_bits(model)

@@ -16,7 +16,8 @@ import argparse
 import time
 from pathlib import Path
 
-from hero import checkpoint
+from bench import flags
+from hero import checkpoint, cli
 from hero.nerf.evaluate import evaluate_views
 from hero.quant.calib import calibrated_ranges, checkpoint_scenes
 from hero.quant.policy import Policy
@@ -33,18 +34,18 @@ WEIGHTS = ["8", "7", "6", "5", "4", "56655", "54655", "65768"]
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.quant_scales", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(prog="python -m bench.quant_scales", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
-    ap.add_argument("--views", type=int, default=5)
+    ap.add_argument("--views", type=cli.number(int, lo=1), default=5, help="test views for PSNR")
     a = ap.parse_args(argv)
-    if not a.ckpt.is_file():
-        ap.error(f"--ckpt {a.ckpt}: no such file (train one with `python -m bench.train_lego`)")
-    if a.views < 1:
-        ap.error(f"--views must be at least 1, got {a.views}")
+    flags.checkpoint_file(ap, "--ckpt", a.ckpt, flags.TRAIN_LEGO)
     t0 = time.perf_counter()
-    model, meta = checkpoint.load(a.ckpt)
-    train, _, test = checkpoint_scenes(meta)
+    try:
+        model, meta = checkpoint.load(a.ckpt)
+        train, _, test = checkpoint_scenes(meta)
+    except cli.BadInput as e:  # the checkpoint's scene is not there
+        return cli.refuse(str(e))
     grid, dt, steps, bg = meta["render"].render_args()
     ranges = calibrated_ranges(model, meta, train)
     layers = [n for n, k, _ in model.quant_units() if k == "linear"]

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from hero import checkpoint
+from bench import flags
+from hero import checkpoint, cli
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.render import camera_meta
 from hero.quant.calib import calibrated_ranges, checkpoint_scenes
@@ -30,7 +31,6 @@ from hero.quant.qnerf import FakeQuantField, QuantizedNeRF
 from hero.search.run import search
 from sim_py.backends import get_backend
 from sim_py.frame import FrameModel
-from sim_py.hw import load_hardware
 from sim_py.workload import workload_from_frame
 
 DEFAULT_CKPT = Path("runs/bench_lego/checkpoint.pt")
@@ -46,20 +46,24 @@ def uniform_latency_at(front: list[tuple[float, float]], psnr: float) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.search_lego", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.ArgumentParser(prog="python -m bench.search_lego", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT)
-    ap.add_argument("--episodes", type=int, default=60)
-    ap.add_argument("--hw-preset", default="fpga_ecp5")
-    ap.add_argument("--views", type=int, default=5)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--episodes", type=cli.number(int, lo=1), default=60)
+    ap.add_argument("--hw-preset", default="fpga_ecp5", help="hardware preset name or TOML file (fpga_ecp5)")
+    ap.add_argument("--views", type=cli.number(int, lo=1), default=5)
+    ap.add_argument("--seeds", type=cli.number(int, lo=0), nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=Path("runs/bench_search_lego"))
     a = ap.parse_args(argv)
-    if not a.ckpt.is_file():
-        ap.error(f"--ckpt {a.ckpt}: no such file (train one with `python -m bench.train_lego`)")
+    flags.checkpoint_file(ap, "--ckpt", a.ckpt, flags.TRAIN_LEGO)
+    [hw] = flags.hardware(ap, "--hw-preset", [a.hw_preset])
+    flags.out_folder(ap, a.out)
     t0 = time.perf_counter()
-    model, meta = checkpoint.load(a.ckpt)
-    train, _, test = checkpoint_scenes(meta)
+    try:
+        model, meta = checkpoint.load(a.ckpt)
+        train, _, test = checkpoint_scenes(meta)
+    except cli.BadInput as e:  # the checkpoint's scene is not there
+        return cli.refuse(str(e))
     grid, dt, steps, bg = meta["render"].render_args()
 
     found = {}
@@ -71,7 +75,7 @@ def main(argv=None) -> int:
     # Re-score everything on the same test views, with the same calibration and cycle model.
     ranges = calibrated_ranges(model, meta, train)
     wl = workload_from_frame(model, grid, torch.from_numpy(test.c2w[0]), camera_meta(test), dt, steps)
-    frame = FrameModel(wl, load_hardware(a.hw_preset), get_backend("rtl_calibrated"))
+    frame = FrameModel(wl, hw, get_backend("rtl_calibrated"))
     levels = [n for n, k, _ in model.quant_units() if k == "hash_level"]
     layers = [n for n, k, _ in model.quant_units() if k == "linear"]
 

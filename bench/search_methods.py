@@ -26,6 +26,7 @@ import statistics
 import time
 from pathlib import Path
 
+from bench import flags
 from hero import atomic, cli
 from hero.search.methods import METHODS
 from hero.sweep.report import cells
@@ -125,8 +126,12 @@ def main(argv=None) -> int:
         ap.error(f"--evaluations {a.evaluations}: fewer than --episodes {a.episodes}")
     if "ddpg" not in a.methods:
         ap.error("--methods: the benchmark measures DDPG against the others; include ddpg")
-    if "lego" in a.scenes and not a.lego_ckpt.is_file():
-        ap.error(f"--lego-ckpt {a.lego_ckpt}: no such file (train it: python -m bench.train_lego)")
+    if "lego" in a.scenes:
+        flags.checkpoint_file(ap, "--lego-ckpt", a.lego_ckpt, flags.TRAIN_LEGO)
+    if "procedural" in a.scenes and a.procedural_ckpt.exists():  # else the sweep trains it
+        flags.checkpoint_file(ap, "--procedural-ckpt", a.procedural_ckpt)
+    flags.hardware(ap, "--hw-presets", a.hw_presets)
+    flags.out_folder(ap, a.out)
     from hero.sweep.config import SweepError, load_sweep
     from hero.sweep.report import write_results
     from hero.sweep.run import run_sweep

@@ -7,38 +7,44 @@ import argparse
 import shutil
 from pathlib import Path
 
+from hero import cli
+
 #: ../shared beside the checkout holds the datasets (read-only; never copied into the repo).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def arguments(prog: str, data: str, out: str, test_views: int | None) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog)
+def arguments(prog: str, data: str, out: str, test_views: int | None, downscale: int) -> argparse.ArgumentParser:
+    ap = cli.ArgumentParser(prog=prog)
     ap.add_argument("--data", default=data)
-    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--downscale", type=cli.downscale, default=downscale,
+                    help=f"images at 1/N resolution, or auto (default {downscale}: the benchmark's figures)")
+    ap.add_argument("--minutes", type=cli.number(float, lo=0, lo_open=True), default=10.0)
     ap.add_argument("--out", default=out)
-    ap.add_argument("--test-views", type=int, default=test_views, help="views of the final PSNR (default: all)")
-    ap.add_argument("--curve-every", type=float, default=60.0, help="seconds of training between curve points")
-    ap.add_argument("--curve-views", type=int, default=3)
+    ap.add_argument("--test-views", type=cli.number(int, lo=1), default=test_views,
+                    help="views of the final PSNR (default: all)")
+    ap.add_argument("--curve-every", type=cli.number(float, lo=0, lo_open=True), default=60.0,
+                    help="seconds of training between curve points")
+    ap.add_argument("--curve-views", type=cli.number(int, lo=1), default=3)
     ap.add_argument("--keep", action="store_true", help="resume an existing run instead of starting afresh")
     return ap
 
 
-def run(a: argparse.Namespace, downscale: int, title: str, refs: dict[str, float]) -> int:
-    """Train `a.data` at `downscale` for `a.minutes`; print and plot the curve; `refs` are published
+def run(a: argparse.Namespace, title: str, refs: dict[str, float]) -> int:
+    """Train `a.data` at `a.downscale` for `a.minutes`; print and plot the curve; `refs` are published
     PSNRs drawn as lines (name -> dB)."""
-    from hero.data import DataError
+    from hero import atomic
     from hero.train import train
 
     out = Path(a.out)
-    if out.exists() and not a.keep:
-        shutil.rmtree(out)
     try:
-        res = train({"data": a.data, "preset": "cpu", "out": str(out), "downscale": downscale, "minutes": a.minutes,
-                     "test_views": a.test_views, "curve_every_s": a.curve_every, "eval_views": a.curve_views,
-                     "ckpt_every": 0, "progress": True})
-    except DataError as exc:
-        print(f"error: {exc}")
-        return 2
+        atomic.check_folder(out)
+        if out.exists() and not a.keep:
+            shutil.rmtree(out)
+        res = train({"data": a.data, "preset": "cpu", "out": str(out), "downscale": a.downscale,
+                     "minutes": a.minutes, "test_views": a.test_views, "curve_every_s": a.curve_every,
+                     "eval_views": a.curve_views, "ckpt_every": 0, "progress": True})
+    except ValueError as exc:  # DataError, CheckpointError, OutputError and bad settings
+        return cli.refuse(str(exc))
     curve = [(t, s, p) for t, s, p in res["curve"]]
     print(f"\nPSNR vs training time ({title}; curve on the first {a.curve_views} test views)")
     print(f"{'minutes':>8} {'steps':>7} {'PSNR dB':>8}")
@@ -53,8 +59,6 @@ def run(a: argparse.Namespace, downscale: int, title: str, refs: dict[str, float
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from hero import atomic
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot([t / 60 for t, _, _ in curve], [p for _, _, p in curve], "o-", label=f"{a.curve_views} test views")

@@ -129,6 +129,8 @@ def main(argv=None) -> int:
         ap.error(flag_error(str(e)))
     try:
         print(f"wrote {draw(p, a.out)}")
+    except atomic.OutputError as e:
+        ap.error(f"-o {a.out}: cannot write there ({e})")
     except OSError as e:
         ap.error(f"-o {a.out}: cannot write there ({e.strerror or e})")
     return 0

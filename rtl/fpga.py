@@ -76,20 +76,21 @@ def critical_path(pnr: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = cli.ArgumentParser(prog="python -m rtl.fpga", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="block", required=True, metavar="BLOCK")
     m = sub.add_parser("mlp-engine")
-    m.add_argument("--rows", type=int, default=8)
-    m.add_argument("--cols", type=int, default=8)
-    m.add_argument("--max-wbits", type=int, default=8)
+    m.add_argument("--rows", type=cli.number(int), default=8, help="PE rows R, default %(default)s")
+    m.add_argument("--cols", type=cli.number(int), default=8, help="PE columns C, default %(default)s")
+    m.add_argument("--max-wbits", type=cli.number(int), default=8, help="widest weight, default %(default)s")
     m.add_argument("--device", choices=DEVICES, default="25k")
     c = sub.add_parser("core")
-    c.add_argument("--depth", type=int, default=FPGA_CORE["depth"], help="table memory words, default %(default)s")
+    c.add_argument("--depth", type=cli.number(int), default=FPGA_CORE["depth"],
+                   help="table memory words, default %(default)s")
     c.add_argument("--device", choices=DEVICES, default="85k")
     for s in (m, c):
         s.add_argument("-o", "--out", type=Path, default=Path("build/fpga"))
     a = ap.parse_args(argv)
-    try:
+    try:  # the legal ranges are the blocks'
         if a.block == "mlp-engine":
             top, component = "mlp_engine", mlp_engine(a.rows, a.cols, a.max_wbits)
             name = f"mlp_engine_{a.rows}x{a.cols}w{a.max_wbits}"
@@ -99,6 +100,10 @@ def main(argv=None) -> int:
             name = f"core_{params.rows}x{params.cols}w{params.max_wbits}_L{params.levels}_d{params.depth}"
     except ValueError as e:
         ap.error(flag_error(str(e)))
+    try:
+        atomic.check_folder(a.out / name)
+    except atomic.OutputError as e:
+        ap.error(f"-o {a.out}: cannot write there ({e})")
     try:
         verilog = write_verilog(component, top, a.out / name)
         result = synthesize(verilog, top, a.out / name, a.device)

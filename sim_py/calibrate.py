@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hero import atomic
+from hero import atomic, cli
 from hero.quant.export import load_export
 from rtl.core import Core
 from rtl.gen import heu, mlp_engine, to_verilog
@@ -207,10 +207,16 @@ def calibrate() -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim_py.calibrate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=CALIBRATION_FILE)
+    ap = cli.ArgumentParser(prog="python -m sim_py.calibrate", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=CALIBRATION_FILE, help="the calibration JSON file to write")
     a = ap.parse_args(argv)
+    if a.out.is_dir():  # refused before the sweeps, not after them
+        ap.error(f"--out {a.out}: is a folder, expected a JSON file name")
+    try:
+        atomic.check_folder(a.out.parent)
+    except atomic.OutputError as e:
+        ap.error(f"--out {a.out}: cannot write there ({e})")
     result = calibrate()
     atomic.write_json(a.out, result)
     c, e = result["constants"], result["max_error_pct"]

@@ -16,6 +16,7 @@ from hero.caq.run import batch, bit_objective, calibrate, lr_factor, set_bit_gra
 from hero.interrupt import Interrupted
 from hero.nerf.render import render_rays
 from hero.quant.policy import load_policy
+from tests.conftest import ctrl_c_once_written
 
 TINY = {"rays": 256, "calib_batches": 2, "test_views": 1, "progress": False}
 
@@ -219,6 +220,24 @@ def test_resume_after_ctrl_c_equals_an_uninterrupted_run(tiny_ckpt, tmp_path):
     assert load_policy(tmp_path / "full" / "policy.json", field_model(tiny_ckpt)).weights == full["policy"]["weights"]
     with pytest.raises(ValueError, match="other settings"):
         caq(tiny_ckpt, tmp_path / "full", steps=6, target="mdl", **TINY)
+
+
+def test_cli_ctrl_c_saves_the_step_it_stopped_at_and_the_rerun_resumes(tiny_ckpt, tmp_path):
+    """A real SIGINT to python -m hero.caq: the step in progress finishes, caq_state.pt is saved, one line on
+    stderr, no traceback, exit 130; the rerun resumes from the saved step."""
+    out = tmp_path / "caq"
+    step = ctrl_c_once_written(["hero.caq", "--ckpt", str(tiny_ckpt), "--out", str(out), "--steps", "100000",
+                                "--rays", "256", "--calib-batches", "1", "--no-progress"], out / STATE, STATE)
+    assert step >= 100 and checkpoint.load_state(out / STATE)["step"] == step  # saved every 100 steps, and then
+    seen = []
+
+    def ctrl_c(s):
+        seen.append(s)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted, match=f"step {step + 1};"):  # the same settings as the command's
+        caq(tiny_ckpt, out, steps=100000, rays=256, calib_batches=1, progress=False, on_step=ctrl_c)
+    assert seen == [step + 1] and checkpoint.load_state(out / STATE)["step"] == step + 1
 
 
 def field_model(ckpt):

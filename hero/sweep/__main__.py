@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.address is not None and a.num_cpus is not None:
         ap.error("--num-cpus: only for the local Ray; a cluster at --address has its own workers")
-    from .config import SweepError, load_sweep
+    from .config import load_sweep
 
     try:
         sw = load_sweep(a.sweep, a.out)
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         write_results(sw.out, res["rows"], sw.path, res["seconds"])
     except KeyboardInterrupt as e:
         return cli.interrupted(e)
-    except SweepError as e:
+    except cli.BadInput as e:  # SweepError: the sweep file; its scenes, checkpoints, presets, --out
         return cli.refuse(str(e))
     rows = res["rows"]
     failed = [r for r in rows if r["status"] != "done"]
