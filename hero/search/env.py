@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hero.intarith import HASH_CORNERS
 from hero.quant.policy import FIRST_LAYER, Policy
 
 #: The Policy field that holds a unit of each kind.
@@ -79,7 +80,7 @@ def units_of(model, latency_share: dict[str, float], memory_share: dict[str, flo
         if kind == "hash_level":
             out.append(Unit(name, "table", info["level"], {
                 "size": info["entries"] * info["features"], "resolution": info["resolution"],
-                "entries": info["entries"], "params": info["params"], "work": 8.0,  # lookups per sample
+                "entries": info["entries"], "params": info["params"], "work": float(HASH_CORNERS),  # lookups a sample
                 "latency": latency_share.get(name, 0.0), "memory": memory_share.get(name, 0.0)}))
         else:
             idx = len([u for u in out if u.kind == "weights"])
