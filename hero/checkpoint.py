@@ -57,6 +57,50 @@ STATE_KINDS = (("agent", "a search state (search_state.pt)"), ("ranges", "a QAT 
                ("field", "a CAQ state (caq_state.pt)"), ("trace", "a search state (search_state.pt)"))
 
 
+#: The run states that each command saves in its --out, field by field: what a rerun resumes from.
+_NONE = type(None)
+STATE_FIELDS = {
+    "QAT state": {"key": dict, "model": dict, "optimizer": dict, "step": int, "ranges": dict,
+                  "best": (dict, _NONE), "history": list},
+    "CAQ state": {"settings": dict, "field": dict, "optimizers": dict, "step": int, "loss_fp": float,
+                  "loss_target": float, "seconds": float},
+    "search state": {"config": dict, "agent": dict, "rows": list, "best": (dict, _NONE), "episode": int},
+    "search state of a method": {"config": dict, "trace": list},  # hero.search --method other than ddpg
+}
+
+
+def check_fields(st: dict, path: str | Path, fields: dict, what: str) -> dict:
+    """`st` must hold every field of `fields` ({name: type or types}) with its type, counts >= 0;
+    CheckpointError naming the file and the field otherwise."""
+    for key, kind in fields.items():
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        names = " or ".join("None" if k is _NONE else k.__name__ for k in kinds)
+        if key not in st:
+            raise CheckpointError(f"{path}: not a {what}, or a damaged one: it has no {key!r} ({names}); delete it to "
+                                  "start that run over, or use another --out")
+        v = st[key]
+        ok = isinstance(v, kinds) and not isinstance(v, bool) or (float in kinds and isinstance(v, int))
+        if not ok or (int in kinds and isinstance(v, int) and v < 0):
+            got = f"{v!r}" if isinstance(v, (int, float)) else f"a {type(v).__name__}"
+            raise CheckpointError(f"{path}: a damaged {what}: its {key!r} is {got}, expected "
+                                  f"{'a count >= 0' if int in kinds else names}; delete it to start that run over")
+    return st
+
+
+def load_run_state(path: str | Path, what: str, settings_key: str, settings: dict, as_saved=None) -> dict:
+    """The run state at `path` (STATE_FIELDS[what]) that a rerun resumes: it must hold the same
+    settings (st[settings_key], through `as_saved` for states from before a setting existed), and
+    every field. CheckpointError naming the file, or the settings that differ, otherwise."""
+    st = load_state(path)
+    check_fields(st, path, {settings_key: dict}, what)
+    old = st[settings_key] if as_saved is None else as_saved(st[settings_key])
+    if old != settings:
+        diff = sorted(k for k in {*old, *settings} if old.get(k) != settings.get(k))
+        raise CheckpointError(f"{Path(path).parent} holds a {what} with other settings ({', '.join(diff)} differ): "
+                              "use another --out")
+    return check_fields(st, path, STATE_FIELDS[what], what)
+
+
 def check_train_state(st: dict, path: str | Path) -> dict:
     """`st` must be a checkpoint of python -m hero.train (a search or QAT state is not)."""
     missing = [k for k in TRAIN_KEYS if k not in st]

@@ -39,7 +39,7 @@ from .interrupt import Interrupted, Interruptible
 from .quant.calib import calibrated_ranges, checkpoint_scenes
 from .quant.export import export
 from .quant.heldout import held_out_rays, squared_errors
-from .quant.policy import Policy, PolicyError, load_policy
+from .quant.policy import Policy, load_policy
 from .quant.qnerf import ROUNDINGS, FakeQuantField, QuantizedNeRF, Ranges, fp32_size_bits
 
 STATE = "qat_state.pt"
@@ -75,12 +75,7 @@ def qat(ckpt: str | Path, policy: Policy | str | Path, out: str | Path, steps: i
            "refresh_every": refresh_every, "ckpt_every": ckpt_every, "range_lr": range_lr}
     state_path, step = out / STATE, 0
     if state_path.exists():
-        st = checkpoint.load_state(state_path)
-        old = st.get("key", {})
-        if old != key:
-            diff = sorted(k for k in key if old.get(k) != key[k]) or ["format"]
-            raise PolicyError(f"{out} holds a QAT run of another policy or mode ({', '.join(diff)} differ): "
-                              f"use another --out")
+        st = checkpoint.load_run_state(state_path, "QAT state", "key", key)
         model.load_state_dict(st["model"])
         ranges, step, best, history = Ranges(**st["ranges"]), st["step"], st["best"], st["history"]
     else:

@@ -728,9 +728,10 @@ RESUME_CASES = [  # (command, its arguments, the state put into its --out, messa
      "qat_state.pt: not a checkpoint (or saved run state), or a truncated one"),
     (QAT, ["--out", "{tmp}/out"], put_state("qat_state.pt", b""), "qat_state.pt: not a checkpoint (or saved run "
                                                                    "state), or a truncated one (empty file)"),
-    (QAT, ["--out", "{tmp}/out"], put_state("qat_state.pt"), "holds a QAT run of another policy or mode"),
+    (QAT, ["--out", "{tmp}/out"], put_state("qat_state.pt"), "qat_state.pt: not a QAT state, or a damaged one: it "
+                                                              "has no 'key' (dict)"),
     (CAQ, ["--out", "{tmp}/out"], put_state("caq_state.pt", b"garbage"), "caq_state.pt: not a checkpoint"),
-    (CAQ, ["--out", "{tmp}/out"], put_state("caq_state.pt"), "holds a CAQ run with other settings"),
+    (CAQ, ["--out", "{tmp}/out"], put_state("caq_state.pt"), "caq_state.pt: not a CAQ state, or a damaged one"),
     (SEARCH, ["--ckpt", "{ckpt}", "--out", "{tmp}/out", "--episodes", "2", "--qat-steps", "0", "--held-out-rays", "64",
               "--test-views", "1"], put_state("search_state.pt", b"garbage"), "search_state.pt: not a checkpoint"),
     (REPORT, ["--ckpt", "{tmp}/out/qat_state.pt"], put_state("qat_state.pt", lambda st: {"ranges": {}, "key": {}}),
@@ -768,7 +769,36 @@ def test_broken_or_foreign_state_in_out_gets_one_clear_line(bad, tiny_ckpt, tmp_
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").iterdir()} == before  # nothing written
 
 
-CATALOGUE = {"subprocess": len(CASES), "files": len(FILE_CASES), "flags": len(FLAG_CASES), "resume": len(RESUME_CASES)}
+GOOD_FIELD = {dict: {}, list: [], int: 3, float: 1.5, type(None): None}
+
+
+def _good_state(fields: dict) -> dict:
+    return {k: GOOD_FIELD[v[0] if isinstance(v, tuple) else v] for k, v in fields.items()}
+
+
+STATE_CASES = [(what, key, bad) for what, fields in checkpoint.STATE_FIELDS.items() for key in fields
+               for bad in ("missing", "a string", *(("-1",) if fields[key] is int else ()))]
+
+
+@pytest.mark.parametrize("what, key, bad", STATE_CASES, ids=[f"{w}-{k}-{b}" for w, k, b in STATE_CASES])
+def test_run_states_are_checked_field_by_field(tmp_path, what, key, bad):
+    """Every field of every run state a rerun resumes from: missing, of the wrong type, or a negative count."""
+    fields = checkpoint.STATE_FIELDS[what]
+    settings_key = next(iter(fields))
+    st = _good_state(fields)
+    checkpoint.save(tmp_path / "state.pt", st)
+    assert checkpoint.load_run_state(tmp_path / "state.pt", what, settings_key, st[settings_key]) == st
+    if bad == "missing":
+        del st[key]
+    else:
+        st[key] = "x" if bad == "a string" else -1
+    checkpoint.save(tmp_path / "state.pt", st)
+    with pytest.raises(cli.BadInput, match=f"state.pt: .*{what}.*'{key}'"):
+        checkpoint.load_run_state(tmp_path / "state.pt", what, settings_key, st.get(settings_key, {}))
+
+
+CATALOGUE = {"subprocess": len(CASES), "files": len(FILE_CASES), "flags": len(FLAG_CASES), "resume": len(RESUME_CASES),
+             "state fields": len(STATE_CASES)}
 
 
 def command_lines() -> set[str]:
@@ -808,3 +838,4 @@ def test_a_failed_run_leaves_no_empty_out(bad, tiny_ckpt, tmp_path, capsys, base
     status, err = call_main(base, args, bad, tiny_ckpt, tmp_path, capsys)
     assert_one_line(status, err, "moved_scene")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gone.pt"], "the failed run left its --out behind"
+

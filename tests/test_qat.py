@@ -8,13 +8,14 @@ from dataclasses import replace
 import pytest
 
 from hero import checkpoint
+from hero.checkpoint import CheckpointError
 from hero.nerf.evaluate import evaluate_views
 from hero.nerf.presets import preset
 from hero.qat import STATE, qat
 from hero.quant.calib import calibrated_ranges, checkpoint_scenes
 from hero.quant.export import load_export
 from hero.quant.heldout import held_out_rays, rays_psnr
-from hero.quant.policy import Policy, PolicyError
+from hero.quant.policy import Policy
 from hero.quant.qnerf import FakeQuantField, QuantizedNeRF
 from hero.train import default_config, train
 from tests.conftest import TINY_MODEL, ctrl_c_once_written
@@ -34,9 +35,9 @@ def test_qat_writes_results_and_resumes(tiny_ckpt, tmp_path):
     # Resume: the state carries on from step 4 to 6 (the saved weights are the fine-tuned ones).
     res2 = qat(tiny_ckpt, policy, tmp_path, steps=6, rays=256, ckpt_every=2, test_views=1, progress=False)
     assert res2["steps"] == 6 and checkpoint.load_state(tmp_path / STATE)["step"] == 6
-    with pytest.raises(PolicyError, match="another policy"):
+    with pytest.raises(CheckpointError, match=r"holds a QAT state with other settings \(.*policy"):
         qat(tiny_ckpt, Policy.uniform(model, 3), tmp_path, steps=8, progress=False)
-    with pytest.raises(PolicyError, match="another policy or mode"):
+    with pytest.raises(CheckpointError, match=r"holds a QAT state with other settings \(.*rounding"):
         qat(tiny_ckpt, policy, tmp_path, steps=8, progress=False, rounding="nearest")
     assert json.loads((tmp_path / "metrics.json").read_text())["rounding"] == "gptq"
 
@@ -98,7 +99,7 @@ def test_qat_selection_never_worse_than_ptq_on_held_out_rays(trained_ckpt, tmp_p
                               meta["render"].dt, meta["render"].max_steps, meta["render"].background, 1)["psnr"]
     assert res["psnr"] == pytest.approx(ptq_test, abs=1e-6)
     # The state is keyed on every setting but the length: another learning rate is refused.
-    with pytest.raises(PolicyError, match="another policy or mode .*lr"):
+    with pytest.raises(CheckpointError, match=r"holds a QAT state with other settings \(.*lr"):
         qat(trained_ckpt, policy, tmp_path / "wild", steps=6, lr=0.5, rays=256, ckpt_every=2, held_out=1024,
             progress=False)
 

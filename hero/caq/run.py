@@ -96,9 +96,7 @@ def caq(ckpt: str | Path, out: str | Path, target: str = "mgl", psnr_target: flo
                 "steps": steps, "rays": rays, "seed": seed, "calib_batches": calib_batches}
     state_path, step = out / STATE, 0
     if state_path.exists():
-        st = checkpoint.load_state(state_path)
-        if st.get("settings") != settings:
-            raise ValueError(f"{out} holds a CAQ run with other settings or another checkpoint: use another --out")
+        st = checkpoint.load_run_state(state_path, "CAQ state", "settings", settings)
         field.load_state_dict(st["field"])
         for k, o in opts.items():
             o.load_state_dict(st["optimizers"][k])

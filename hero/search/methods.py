@@ -149,10 +149,7 @@ def run_method(method: str, env: QuantEnv, scorer: Scorer, fits, limit: int, see
     `ckpt`: the checkpoint, for the methods that train on it (caq)."""
     stored = []
     if state_path.exists():
-        st = checkpoint.load_state(state_path)
-        if st["config"] != settings:
-            raise ValueError(f"{state_path.parent} holds a search with other settings or another checkpoint: use "
-                             "another --out")
+        st = checkpoint.load_run_state(state_path, "search state of a method", "config", settings)
         stored = st["trace"]
 
     def save(trace: list[dict]) -> None:

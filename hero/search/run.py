@@ -147,10 +147,12 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
 
     rows, best, episode, refined = [], None, 0, None
     state_path = out / STATE
-    st = checkpoint.load_state(state_path) if state_path.exists() else None
     spread = LEVELLED_WARMUP_SPREAD if levelled_warmup else None
-    if spread is not None or (st is not None and "warmup_spread" in st["config"]):
-        settings["warmup_spread"] = spread  # states from before the option: HAQ's warm-up, no key
+    settings["warmup_spread"] = spread
+    # states from before --objective, --method and the levelled warm-up: the latency objective, DDPG, HAQ's
+    st = checkpoint.load_run_state(state_path, "search state", "config", settings,
+                                   lambda c: {"objective": "latency", "method": "ddpg", "warmup_spread": None, **c}) \
+        if state_path.exists() else None
     cfg = DDPGConfig(warmup=min(20, max(1, episodes // 4)) if warmup is None else warmup,
                      warmup_spread=spread)
     agent = DDPG(env.obs_dim, cfg, seed if agent_seed is None else agent_seed)
@@ -160,9 +162,6 @@ def search(ckpt: Path, out: Path, hw: str = "rtl_calibrated", hw_preset: str = "
                                      "config": settings, "refined": refined})
 
     if st is not None:
-        # states from before --objective, --method and the levelled warm-up: the latency objective, DDPG, HAQ's
-        if {"objective": "latency", "method": "ddpg", **st["config"]} != settings:
-            raise ValueError(f"{out} holds a search with other settings or another checkpoint: use another --out")
         agent.load_state_dict(st["agent"])
         rows, best, episode, refined = st["rows"], st["best"], st["episode"], st.get("refined")
 
