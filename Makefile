@@ -59,6 +59,7 @@ bench: install
 	$(PY) -m bench.train_lego
 	$(PY) -m bench.train_fern
 	$(PY) -m bench.hard_samples
+	$(PY) -m bench.step_time
 	$(PY) -m bench.mlp_engine
 	$(PY) -m bench.heu
 	$(PY) -m bench.cycle_model

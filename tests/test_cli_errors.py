@@ -87,6 +87,7 @@ CALIBRATE = ["sim_py.calibrate", "--out", "{tmp}/calibration.json"]
 # the benches (python -m bench.NAME): each refuses its bad flags and input files before any work
 CYCLE_MODEL = ["bench.cycle_model"]
 HARD_SAMPLES = ["bench.hard_samples"]
+STEP_TIME = ["bench.step_time"]
 HASHGRID = ["bench.hashgrid"]
 HERO_VS_CAQ = ["bench.hero_vs_caq", "--lego-ckpt", "{ckpt}", "--procedural-ckpt", "{ckpt}", "--out", "{tmp}/hvc"]
 HEU = ["bench.heu"]
@@ -554,7 +555,7 @@ MAINS = {"hero.train": "hero.train", "hero.qat": "hero.qat", "hero.caq": "hero.c
          "sim_py.report": "sim_py.report", "hero.search": "hero.search.__main__", "hero.sweep": "hero.sweep.__main__",
          "rtl.fpga": "rtl.fpga", "rtl.diagram": "rtl.diagram", "sim_py.calibrate": "sim_py.calibrate",
          **{b[0]: b[0] for b in (CYCLE_MODEL, HARD_SAMPLES, HASHGRID, HERO_VS_CAQ, HEU, MLP_ENGINE, QUANT, QUANT_SCALES,
-                                 SEARCH_LEGO, SEARCH_METHODS, TRAIN_FERN, TRAIN_LEGO)}}
+                                 SEARCH_LEGO, SEARCH_METHODS, STEP_TIME, TRAIN_FERN, TRAIN_LEGO)}}
 
 FLAG_CASES = [
     # hero.train
@@ -650,6 +651,10 @@ FLAG_CASES = [
     (HARD_SAMPLES, ["--downscale", "2.5"], "argument --downscale: '2.5': expected 'auto' or an integer >= 1"),
     (HARD_SAMPLES, ["--views", "0"], "argument --views: 0 is out of range; expected an integer >= 1"),
     (HARD_SAMPLES, ["--seed", "-1"], "argument --seed: -1 is out of range; expected an integer >= 0"),
+    # bench.step_time
+    (STEP_TIME, ["--steps", "1"], "argument --steps: 1 is out of range; expected an integer >= 2"),
+    (STEP_TIME, ["--skip", "400"], "--skip 400: must be below --steps 300"),
+    (STEP_TIME, ["--repeats", "0"], "argument --repeats: 0 is out of range; expected an integer >= 1"),
     # bench.hashgrid
     (HASHGRID, ["--n", "0"], "argument --n: 0 is out of range; expected an integer >= 1"),
     (HASHGRID, ["--repeats", "1.5"], "argument --repeats: '1.5' is not an integer; expected an integer >= 1"),
