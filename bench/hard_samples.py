@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 
+from bench.worker import run_json
 from hero import cli
 
 
@@ -109,18 +108,11 @@ def main(argv=None) -> int:
     for k in range(a.seeds):
         res = {}
         for v in ("base", "hard"):
-            cmd = [sys.executable, "-m", "bench.hard_samples", "--variant", v, "--data", a.data, "--downscale",
-                   str(a.downscale), "--minutes", str(a.minutes), "--keep", str(a.keep), "--views", str(a.views),
-                   "--every", str(a.every), "--seed", str(a.seed + k), "--unit", a.unit]
+            args = ["--variant", v, "--data", a.data, "--downscale", str(a.downscale), "--minutes", str(a.minutes),
+                    "--keep", str(a.keep), "--views", str(a.views), "--every", str(a.every), "--seed", str(a.seed + k),
+                    "--unit", a.unit]
             print(f"seed {a.seed + k}: running {v} ({a.minutes} min of training) ...", flush=True)
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode == cli.BAD_INPUT:  # the worker's one line about the input
-                print(r.stderr.strip().splitlines()[-1], file=sys.stderr)
-                return cli.BAD_INPUT
-            if r.returncode != 0:
-                print(r.stderr[-3000:])
-                return 1
-            res[v] = json.loads(r.stdout.strip().splitlines()[-1])
+            res[v] = run_json("bench.hard_samples", args)
         per_seed.append(report_seed(a, a.seed + k, res["base"], res["hard"]))
     ratios = sorted(p["ratio"] for p in per_seed)
     finals = sorted(p["final_ratio"] for p in per_seed)

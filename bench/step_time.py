@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 
+from bench.worker import run_json
 from hero import cli
 
 
@@ -49,14 +48,12 @@ def main(argv=None) -> int:
         print(json.dumps(worker(a.variant, a.steps, a.skip)))
         return 0
     runs = {"plain": [], "mining": []}
-    print(f"{'repeat':>6} {'variant':>8} {'s/step':>8} {'samples/step':>13}")
+    print(f"{'repeat':>6} {'variant':>8} {'s/step':>8} {'evaluated/step':>15}")
     for r in range(a.repeats):
         for v in runs:
-            out = subprocess.run([sys.executable, "-m", "bench.step_time", "--variant", v, "--steps", str(a.steps),
-                                  "--skip", str(a.skip)], capture_output=True, text=True, check=True)
-            res = json.loads(out.stdout.strip().splitlines()[-1])
+            res = run_json("bench.step_time", ["--variant", v, "--steps", str(a.steps), "--skip", str(a.skip)])
             runs[v].append(res["step_s"])
-            print(f"{r:>6} {v:>8} {res['step_s']:>8.4f} {res['samples']:>13.0f}", flush=True)
+            print(f"{r:>6} {v:>8} {res['step_s']:>8.4f} {res['samples']:>15.0f}", flush=True)
     m, p = statistics.median(runs["mining"]), statistics.median(runs["plain"])
     print(f"mining_step_s={m:.4f} plain_step_s={p:.4f} step_ratio={m / p:.3f}")
     return 0
